@@ -1,0 +1,75 @@
+"""Build auto_LiRPA BoundedModules for QNNs with every option they need, and compute bounds."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from . import compat
+
+compat.apply()
+
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+
+from .bounds import BOUND_OPS, STEP_BOUNDS  # noqa: E402
+
+METHODS = {
+    "ibp": "IBP",
+    "crown": "CROWN",
+    "crown-ibp": "CROWN-IBP",
+    "alpha-crown": "CROWN-Optimized",
+    "crown-optimized": "CROWN-Optimized",
+}
+
+DEFAULT_BOUND_OPTS = {
+    # 'patches' mode crashes on elementwise ops of non-image tensors in auto_LiRPA 0.3
+    "conv_mode": "matrix",
+    # alpha-CROWN asserts on a ReLU feeding a Linear whose output is not a ReLU otherwise
+    "sparse_intermediate_bounds": False,
+    "optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1, "enable_beta_crown": False},
+}
+
+
+def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch.device]] = None,
+            bound_opts: Optional[dict] = None) -> BoundedModule:
+    """Wrap ``model`` (e.g. from ``load_onnx``) in an auto_LiRPA BoundedModule that knows the
+    plugin's quantization operators.
+
+    ``example`` is one input batch (any batch size; bounds may later use another).
+    """
+    opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_BOUND_OPTS.items()}
+    for k, v in (bound_opts or {}).items():
+        if isinstance(v, dict) and isinstance(opts.get(k), dict):
+            opts[k].update(v)
+        else:
+            opts[k] = v
+    if device is None:
+        device = example.device
+    model = model.eval()
+    bm = BoundedModule(model, example.to(device), bound_opts=opts, device=device,
+                       custom_ops=dict(BOUND_OPS))
+    # monotone steps take [f(l), f(u)] of their input's bounds: cheaper than a CROWN pass and,
+    # for step functions, at least as tight
+    bm.ibp_intermediate = list(bm.ibp_intermediate) + [c for c in STEP_BOUNDS
+                                                       if c not in bm.ibp_intermediate]
+    return bm
+
+
+def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str = "crown",
+                   C: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Bounds of ``bm``'s output (or of ``C @ output``) over the boxes [lower, upper] (one per row).
+
+    ``method``: ibp, crown, crown-ibp or alpha-crown. ``C`` has shape (batch, n_spec, n_out).
+    """
+    key = method.lower()
+    if key not in METHODS:
+        raise ValueError(f"unknown bound method {method!r}; expected one of {sorted(METHODS)}")
+    if lower.shape != upper.shape:
+        raise ValueError(f"lower and upper bounds differ in shape: {tuple(lower.shape)} vs {tuple(upper.shape)}")
+    if bool((lower > upper).any()):
+        raise ValueError("empty box: some lower bound exceeds its upper bound")
+    center = (lower + upper) / 2
+    x = BoundedTensor(center, PerturbationLpNorm(x_L=lower, x_U=upper))
+    lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
+    return lb, ub

@@ -1,0 +1,285 @@
+"""auto_LiRPA bound operators for the quantization steps (IBP, CROWN, alpha-CROWN).
+
+One idea serves every op here. For a monotone non-decreasing f and any slope a >= 0, the lines
+
+    a * x + inf_{x in [l, u]} (f(x) - a x)   <=   f(x)   <=   a * x + sup_{x in [l, u]} (f(x) - a x)
+
+are sound on [l, u] by construction. Each op supplies ``_inf_sup`` (those two extremes, in closed
+form: for a staircase they are reached at the step edges, and the edge values are affine in the
+level index, so only the first and last edges matter -- no loop over levels). The slope is then a
+free choice:
+
+* CROWN: per neuron, the slope among {0, chord, the op's natural slope} with the smallest gap
+  between the two lines. Slope 0 gives [f(l), f(u)], so the relaxation is never looser than IBP.
+  A quantizer that reads the (box) input directly always takes slope 0: its image is the grid
+  product inside [f(l), f(u)], whose convex hull is exactly that box.
+* alpha-CROWN: the lower and upper slopes are optimised (clipped to a >= 0) and the intercepts
+  recomputed exactly for every new slope.
+* IBP: [f(l), f(u)] -- the exact interval image, tie points included, since f is monotone and
+  evaluated with the same float32 ops as the forward pass.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor
+
+from . import compat
+
+compat.apply()
+
+from auto_LiRPA.operators import (  # noqa: E402  (after compat.apply)
+    BoundAdd, BoundDiv, BoundFlatten, BoundInput, BoundMul, BoundOptimizableActivation,
+    BoundReshape, BoundSqueeze, BoundSub, BoundUnsqueeze,
+)
+
+from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, quant_step  # noqa: E402
+
+# relative slack on the intercepts of sloped lines: covers float32 rounding of x / scale near a
+# step edge and of the intercept arithmetic (slope-0 lines are exact and get none)
+_REL_SLACK = 2.0 ** -20
+_BOX_PRESERVING = (BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze)
+_AFFINE_ELEMENTWISE = (BoundMul, BoundDiv, BoundAdd, BoundSub)
+
+
+def _reads_input_box(node) -> bool:
+    """True if ``node`` is the perturbed input seen through reshapes and elementwise affine maps
+    with constant operands: then its bounds are exactly a box of the input grid."""
+    while True:
+        if isinstance(node, BoundInput):
+            return True
+        if isinstance(node, _BOX_PRESERVING):
+            node = node.inputs[0]
+            continue
+        if isinstance(node, _AFFINE_ELEMENTWISE):
+            perturbed = [i for i in node.inputs if i.perturbed]
+            if len(perturbed) != 1:
+                return False
+            if isinstance(node, BoundDiv) and node.inputs[0] is not perturbed[0]:
+                return False  # c / x is not affine
+            node = perturbed[0]
+            continue
+        return False
+
+
+class _MonotoneBound(BoundOptimizableActivation):
+    """Shared relaxation machinery; subclasses define forward, _inf_sup and _natural_slope."""
+
+    def __init__(self, attr, inputs, output_index, options):
+        super().__init__(attr, inputs, output_index, options)
+        self.alpha_batch_dim = 3  # alpha[start] has shape (2 lines, 2 A-sides, spec, batch, ...)
+        self._box_input = None
+
+    # ---- to be provided by subclasses ---------------------------------------------------------
+    def _inf_sup(self, a: Tensor, l: Tensor, u: Tensor) -> Tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _natural_slope(self, l: Tensor, u: Tensor) -> Tensor:
+        return self._chord(l, u)
+
+    # ---- abstractions --------------------------------------------------------------------------
+    def interval_propagate(self, *v):
+        l, u = v[0][0], v[0][1]
+        return self.forward(l), self.forward(u)
+
+    def _chord(self, l: Tensor, u: Tensor) -> Tensor:
+        width = u - l
+        rise = self.forward(u) - self.forward(l)
+        return torch.where(width > 0, rise / width.clamp(min=1e-30), torch.zeros_like(width))
+
+    def _lines(self, a_low: Tensor, a_up: Tensor, l: Tensor, u: Tensor):
+        """Exact intercepts for the given slopes; infinite input bounds force slope 0."""
+        finite = torch.isfinite(l) & torch.isfinite(u)
+        a_low = torch.where(finite, a_low.clamp(min=0), torch.zeros_like(a_low))
+        a_up = torch.where(finite, a_up.clamp(min=0), torch.zeros_like(a_up))
+        lf, uf = torch.where(finite, l, torch.zeros_like(l)), torch.where(finite, u, torch.zeros_like(u))
+        inf, _ = self._inf_sup(a_low, lf, uf)
+        _, sup = self._inf_sup(a_up, lf, uf)
+        mag = torch.maximum(lf.abs(), uf.abs())
+        inf = inf - _REL_SLACK * (inf.abs() + a_low * mag) * (a_low > 0)
+        sup = sup + _REL_SLACK * (sup.abs() + a_up * mag) * (a_up > 0)
+        # where bounds are infinite, fall back to the constant lines f(l), f(u)
+        inf = torch.where(finite, inf, self.forward(l))
+        sup = torch.where(finite, sup, self.forward(u))
+        return a_low, inf, a_up, sup
+
+    def _crown_slope(self, l: Tensor, u: Tensor) -> Tensor:
+        """Per neuron, the candidate slope with the smallest gap between the two lines."""
+        if self._reads_box():
+            return torch.zeros_like(l)
+        best_a = torch.zeros_like(l)
+        best_gap = self.forward(u) - self.forward(l)  # slope 0: the IBP box
+        for a in (self._chord(l, u), self._natural_slope(l, u)):
+            _, inf, _, sup = self._lines(a, a, l, u)
+            gap = sup - inf
+            better = gap < best_gap
+            best_a = torch.where(better, a, best_a)
+            best_gap = torch.where(better, gap, best_gap)
+        return best_a
+
+    def _reads_box(self) -> bool:
+        if self._box_input is None:
+            self._box_input = _reads_input_box(self.inputs[0])
+        return self._box_input
+
+    def bound_relax(self, x):
+        l, u = x.lower, x.upper
+        optimizing = self.opt_stage in ("opt", "reuse")
+        if optimizing and not self._reads_box():
+            alpha = self.alpha[self._start]
+            a_low, a_up = alpha[0], alpha[1]
+        else:
+            a_low = a_up = self._crown_slope(l, u)
+            if optimizing:  # shape (2 A-sides, spec, *l.shape), prepared by init_linear_relaxation
+                a_low = a_up = a_low.expand(self.lw.shape)
+        self.lw, self.lb, self.uw, self.ub = self._lines(a_low, a_up, l, u)
+
+    # ---- alpha-CROWN -----------------------------------------------------------------------------
+    def init_opt_parameters(self, start_nodes):
+        l, u = self.inputs[0].lower, self.inputs[0].upper
+        init = self._crown_slope(l, u).detach()
+        self.alpha = OrderedDict()
+        for ns, size_s, _ in start_nodes:
+            if isinstance(size_s, torch.Size):
+                size_s = int(torch.tensor(size_s).prod())
+            self.alpha[ns] = init.expand(2, 2, size_s, *l.shape).clone()
+
+    def clip_alpha_(self):
+        for v in self.alpha.values():
+            v.data.clamp_(min=0.0)
+
+    def dump_optimized_params(self):
+        return self.alpha
+
+    def restore_optimized_params(self, alpha):
+        self.alpha = alpha
+
+
+class BoundQuantStep(_MonotoneBound):
+    """qnn::QuantStep: clamp(R(x / scale) + zero_point, lo, hi)."""
+
+    def __init__(self, attr, inputs, output_index, options):
+        super().__init__(attr, inputs, output_index, options)
+        dev = attr.get("device")
+        self.scale = attr["scale"].to(device=dev, dtype=torch.float32)
+        self.zero_point = attr["zero_point"].to(device=dev, dtype=torch.float32)
+        self.lo, self.hi = float(attr["lo"]), float(attr["hi"])
+        self.rounding = attr["rounding"]
+        if isinstance(self.rounding, bytes):
+            self.rounding = self.rounding.decode()
+        self.delta = ROUNDINGS[self.rounding]
+
+    def forward(self, x):
+        return quant_step(x, self.scale, self.zero_point, self.lo, self.hi, self.rounding)
+
+    def _natural_slope(self, l, u):
+        return (1.0 / self.scale).expand_as(l)
+
+    def _inf_sup(self, a, l, u):
+        s, z, d = self.scale, self.zero_point, self.delta
+        kl, ku = self.forward(l), self.forward(u)
+        inf = ku - a * u
+        sup = kl - a * l
+        steps = ku > kl
+        # level k ends (upper edge) at (k - z + d) s and starts (lower edge) at (k - z + d - 1) s;
+        # k - a * edge(k) is affine in k, so its extremes over the levels crossed are at the ends
+        for k in (kl, ku - 1):
+            inf = torch.where(steps, torch.minimum(inf, k - a * (k - z + d) * s), inf)
+        for k in (kl + 1, ku):
+            sup = torch.where(steps, torch.maximum(sup, k - a * (k - z + d - 1) * s), sup)
+        return inf, sup
+
+
+class BoundSign(_MonotoneBound):
+    """onnx::Sign: -1 below 0, 0 at 0, +1 above. Every step edge is at x = 0."""
+
+    def forward(self, x):
+        return torch.sign(x)
+
+    def _inf_sup(self, a, l, u):
+        kl, ku = torch.sign(l), torch.sign(u)
+        steps = ku > kl
+        inf = torch.where(steps, torch.minimum(ku - a * u, kl), ku - a * u)
+        sup = torch.where(steps, torch.maximum(kl - a * l, ku), kl - a * l)
+        return inf, sup
+
+
+class BoundQClip(_MonotoneBound):
+    """Clip(x, lo, hi) with constant bounds (qnn::Clip from the importer, or onnx::Clip)."""
+
+    def __init__(self, attr, inputs, output_index, options):
+        super().__init__(attr, inputs, output_index, options)
+        self._attr_bounds = ("lo" in attr) and ("hi" in attr)
+        if self._attr_bounds:
+            self.lo, self.hi = float(attr["lo"]), float(attr["hi"])
+
+    def _limits(self):
+        if self._attr_bounds:
+            return self.lo, self.hi
+        lims = []
+        for i, default in ((1, -float("inf")), (2, float("inf"))):
+            v = None
+            if len(self.inputs) > i:
+                v = getattr(self.inputs[i], "value", None)
+                if v is None:
+                    v = self.inputs[i].forward_value
+            if v is None or (isinstance(v, Tensor) and v.numel() == 0):
+                lims.append(default)
+            else:
+                if isinstance(v, Tensor) and v.numel() != 1:
+                    raise NotImplementedError("Clip with non-scalar min/max is not supported")
+                lims.append(float(v))
+        return tuple(lims)
+
+    def forward(self, x, *_bounds):
+        lo, hi = self._limits()
+        return torch.clamp(x, lo, hi)
+
+    def interval_propagate(self, *v):
+        return self.forward(v[0][0]), self.forward(v[0][1])
+
+    def _natural_slope(self, l, u):
+        return torch.ones_like(l)
+
+    def _inf_sup(self, a, l, u):
+        lo, hi = self._limits()
+        # f(x) - a x is piecewise linear with kinks at lo and hi: extremes at l, u and the kinks
+        pts = [l, u]
+        for c in (lo, hi):
+            if abs(c) != float("inf"):
+                pts.append(torch.minimum(torch.maximum(torch.full_like(l, c), l), u))
+        vals = [self.forward(p) - a * p for p in pts]
+        inf, sup = vals[0], vals[0]
+        for v in vals[1:]:
+            inf, sup = torch.minimum(inf, v), torch.maximum(sup, v)
+        return inf, sup
+
+    def bound_backward(self, last_lA, last_uA, x, *args, **kwargs):
+        As, lbias, ubias = super().bound_backward(last_lA, last_uA, x, *args, **kwargs)
+        # constant min/max inputs get no A
+        extra = [(None, None)] * (len(self.inputs) - 1)
+        return [As[0]] + extra, lbias, ubias
+
+
+BOUND_OPS: Dict[str, type] = {
+    OP_NAME: BoundQuantStep,
+    CLIP_OP_NAME: BoundQClip,
+    "onnx::Sign": BoundSign,
+    "onnx::Clip": BoundQClip,
+}
+STEP_BOUNDS = (BoundQuantStep, BoundSign, BoundQClip)
+
+
+def register() -> Dict[str, type]:
+    """Register the plugin's bound operators into auto_LiRPA's global op map (idempotent).
+
+    Other auto_LiRPA-based tools can instead pass ``custom_ops=qnn_plugin.BOUND_OPS`` to
+    ``BoundedModule``.
+    """
+    from auto_LiRPA import register_custom_op
+
+    for name, cls in BOUND_OPS.items():
+        register_custom_op(name, cls)
+    return dict(BOUND_OPS)

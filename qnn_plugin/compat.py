@@ -1,0 +1,285 @@
+"""Compatibility shims for auto_LiRPA 0.3 and onnx2torch 1.5 on torch 2.x and numpy 2.
+
+auto-lirpa 0.3 (the only release on PyPI, 2022) was written for torch 1.12 and numpy 1.x;
+onnx2torch imports torchvision, which has no CPU wheel here. Every fix for that lives in this
+one module. Each fix is a small function with
+
+* a *gate* (``needed()``): it only applies where the breakage exists, so a newer auto_LiRPA or
+  torch that no longer needs it is left alone;
+* an *apply* step, run once;
+* a test in ``tests/test_compat.py`` that exercises the broken behaviour.
+
+``apply()`` is idempotent and must run before auto_LiRPA is imported; ``qnn_plugin`` calls it
+on import of the modules that touch auto_LiRPA or onnx2torch.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from dataclasses import dataclass
+from typing import Callable, List
+
+import numpy as np
+import torch
+
+_APPLIED: List[str] = []
+_DONE = False
+
+
+@dataclass(frozen=True)
+class Fix:
+    name: str
+    why: str
+    needed: Callable[[], bool]
+    apply: Callable[[], None]
+    phase: str = "pre"  # "pre": before importing auto_LiRPA; "post": patches its classes
+
+
+FIXES: List[Fix] = []
+
+
+def _fix(name: str, why: str, needed: Callable[[], bool], phase: str = "pre"):
+    def deco(fn: Callable[[], None]) -> Callable[[], None]:
+        FIXES.append(Fix(name, why, needed, fn, phase))
+        return fn
+
+    return deco
+
+
+# --------------------------------------------------------------------------------------------
+# torch.onnx internals moved around across 2.x; find the exporter globals wherever they are.
+# --------------------------------------------------------------------------------------------
+_GLOBALS_MODULES = (
+    "torch.onnx._internal.torchscript_exporter._globals",  # torch >= 2.9
+    "torch.onnx._globals",  # torch 2.0 .. 2.8
+)
+
+
+def onnx_globals():
+    """The TorchScript ONNX exporter's GLOBALS object (holds the opset and inlining flags)."""
+    for path in _GLOBALS_MODULES:
+        try:
+            return importlib.import_module(path).GLOBALS
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError("cannot find torch's ONNX exporter GLOBALS; unsupported torch " + torch.__version__)
+
+
+def _symbolic_package() -> str:
+    for pkg in ("torch.onnx._internal.torchscript_exporter", "torch.onnx"):
+        try:
+            importlib.import_module(pkg + ".symbolic_opset9")
+            return pkg
+        except ImportError:
+            continue
+    raise ImportError("cannot find torch's ONNX symbolic modules")
+
+
+# ---------------------------------------------------------------- numpy 2 ----------------------
+@_fix("numpy_arraysetops", "numpy 2 removed numpy.lib.arraysetops (auto_LiRPA.operators.base imports isin)",
+      lambda: importlib.util.find_spec("numpy.lib.arraysetops") is None)
+def _numpy_arraysetops():
+    mod = types.ModuleType("numpy.lib.arraysetops")
+    mod.isin = np.isin
+    sys.modules["numpy.lib.arraysetops"] = mod
+
+
+@_fix("numpy_bool", "numpy 1.24..1.26 have no np.bool (auto_LiRPA PerturbationSynonym uses it)",
+      lambda: not hasattr(np, "bool"))
+def _numpy_bool():
+    np.bool = np.bool_  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- torch 2.x --------------------
+@_fix("set_opset_version", "torch 2 removed symbolic_helper._set_opset_version (used by parse_graph)",
+      lambda: not hasattr(importlib.import_module("torch.onnx.symbolic_helper"), "_set_opset_version"))
+def _set_opset_version():
+    def set_opset(opset: int) -> None:
+        onnx_globals().export_onnx_opset_version = opset
+
+    importlib.import_module("torch.onnx.symbolic_helper")._set_opset_version = set_opset
+
+
+@_fix("node_getitem", "torch 2 removed torch._C.Node.__getitem__ (attribute reading in parse_graph)",
+      lambda: not hasattr(torch._C.Node, "__getitem__"))
+def _node_getitem():
+    def getitem(node, name):
+        kind = node.kindOf(name)
+        if kind == "c":  # torch 2.13 reports float-list attributes as 'c'
+            try:
+                return node.fs(name)
+            except RuntimeError:
+                return node.c(name)
+        return getattr(node, kind)(name)
+
+    torch._C.Node.__getitem__ = getitem
+
+
+@_fix("symbolic_opsets", "torch 2 imports only opset 9/10 symbolics lazily; auto_LiRPA traces at opset 12 "
+      "and then gets opset-9 forms (Clip attributes, Pad) and aten::ATen for round",
+      lambda: True)
+def _symbolic_opsets():
+    pkg = _symbolic_package()
+    for opset in range(7, 21):
+        try:
+            importlib.import_module(f"{pkg}.symbolic_opset{opset}")
+        except ImportError:
+            pass
+
+
+@_fix("autograd_inlining", "torch >= 2.1 inlines autograd.Function bodies while tracing, which breaks "
+      "custom-op symbolics (peephole 'Argument passed to at() was not in the map')",
+      lambda: hasattr(onnx_globals(), "autograd_inlining"))
+def _autograd_inlining():
+    onnx_globals().autograd_inlining = False
+
+
+@_fix("torch_six", "torch 2 removed torch._six (BoundedModule.register_parameter uses string_classes)",
+      lambda: not hasattr(torch, "_six"))
+def _torch_six():
+    six = types.ModuleType("torch._six")
+    six.string_classes = (str, bytes)
+    six.inf = float("inf")
+    sys.modules["torch._six"] = six
+    torch._six = six
+
+
+# ---------------------------------------------------------------- onnx2torch -------------------
+def _torchvision_broken() -> bool:
+    if "torchvision" in sys.modules:
+        return False
+    try:
+        importlib.import_module("torchvision")
+        return False
+    except Exception:  # RuntimeError "operator torchvision::nms does not exist" on torch+cpu
+        sys.modules.pop("torchvision", None)
+        return True
+
+
+@_fix("torchvision_stub", "onnx2torch imports torchvision at import time (NMS, RoiAlign); the registry's "
+      "torchvision wheels are CUDA builds that fail to import on torch+cpu",
+      _torchvision_broken)
+def _torchvision_stub():
+    def unavailable(*_args, **_kwargs):
+        raise RuntimeError("torchvision is not available on this machine; this ONNX operator needs it")
+
+    tv = types.ModuleType("torchvision")
+    ops = types.ModuleType("torchvision.ops")
+    ops.nms = ops.batched_nms = ops.roi_align = unavailable
+    ops.RoIAlign = type("RoIAlign", (), {"__init__": unavailable})
+    tv.ops = ops
+    tv.__qnn_plugin_stub__ = True
+    sys.modules["torchvision"] = tv
+    sys.modules["torchvision.ops"] = ops
+
+
+# ---------------------------------------------------------------- auto_LiRPA classes ("post") -
+def _lirpa(path: str):
+    return importlib.import_module(path)
+
+
+@_fix("named_members", "torch 2 calls Module._named_members(..., remove_duplicate=); BoundedModule's "
+      "override lacks it, so CROWN's get_sparse_C (self.parameters()) fails",
+      lambda: "remove_duplicate" not in _lirpa("auto_LiRPA.bound_general").BoundedModule._named_members.__code__.co_varnames,
+      phase="post")
+def _named_members():
+    cls = _lirpa("auto_LiRPA.bound_general").BoundedModule
+    original = cls._named_members
+
+    def named_members(self, get_members_fn, prefix="", recurse=True, remove_duplicate=True):
+        return original(self, get_members_fn, prefix, recurse)
+
+    cls._named_members = named_members
+
+
+@_fix("parameter_dtype_anchor", "get_sparse_C takes its dtype from list(self.parameters())[0]: a model "
+      "whose weights are all buffers (every onnx2torch MatMul model) crashes with IndexError",
+      lambda: "list(self.parameters())[0]" in _source("auto_LiRPA.backward_bound", "get_sparse_C"),
+      phase="post")
+def _parameter_dtype_anchor():
+    cls = _lirpa("auto_LiRPA.bound_general").BoundedModule
+    original = cls.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if not any(True for _ in self.parameters()):
+            anchor = torch.nn.Parameter(torch.empty(0, device=self.device), requires_grad=False)
+            torch.nn.Module.register_parameter(self, "_qnn_dtype_anchor", anchor)
+
+    cls.__init__ = init
+
+
+@_fix("buffers_batch_dim", "BoundBuffers inherits from_input=True from BoundInput, so every constant "
+      "buffer (each onnx2torch initializer) gets batch dimension 0 and batched CROWN crashes on it",
+      lambda: _buffer_from_input(), phase="post")
+def _buffers_batch_dim():
+    cls = _lirpa("auto_LiRPA.operators.leaf").BoundBuffers
+    original = cls.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.from_input = False  # a constant: no batch dimension
+
+    cls.__init__ = init
+
+
+def _buffer_from_input() -> bool:
+    cls = _lirpa("auto_LiRPA.operators.leaf").BoundBuffers
+    return cls("probe", torch.zeros(1)).from_input
+
+
+@_fix("constant_operand_bias", "BoundAdd/BoundSub push the A matrix into a constant operand and then "
+      "broadcast it back with a shape assertion that fails for constants with a leading size-1 dim "
+      "(e.g. a (1, 1, 1, 5) normalisation offset): fold a constant operand into the bias instead",
+      lambda: not getattr(_lirpa("auto_LiRPA.operators").BoundAdd.bound_backward, "_qnn_fixed", False),
+      phase="post")
+def _constant_operand_bias():
+    ops = _lirpa("auto_LiRPA.operators")
+    for cls, signs in ((ops.BoundAdd, (1.0, 1.0)), (ops.BoundSub, (1.0, -1.0))):
+        cls.bound_backward = _fold_constant_operand(cls.bound_backward, signs)
+
+
+def _fold_constant_operand(original, signs):
+    def bound_backward(self, last_lA, last_uA, x, y):
+        dense = all(a is None or isinstance(a, torch.Tensor) for a in (last_lA, last_uA))
+        const = [not n.perturbed for n in (x, y)]
+        if not dense or const[0] == const[1]:
+            return original(self, last_lA, last_uA, x, y)
+        var, c = (1, 0) if const[0] else (0, 1)
+        value = (x, y)[c].forward_value
+
+        def one_side(last_A):
+            if last_A is None:
+                return None, 0.0
+            A_var = self.broadcast_backward(signs[var] * last_A, (x, y)[var])
+            bias = (last_A * value).reshape(last_A.shape[0], last_A.shape[1], -1).sum(-1) * signs[c]
+            return A_var, bias
+
+        lA, lbias = one_side(last_lA)
+        uA, ubias = one_side(last_uA)
+        As = [(None, None), (None, None)]
+        As[var] = (lA, uA)
+        return As, lbias, ubias
+
+    bound_backward._qnn_fixed = True
+    return bound_backward
+
+
+def _source(module: str, func: str) -> str:
+    import inspect
+
+    return inspect.getsource(getattr(_lirpa(module), func))
+
+
+def apply() -> List[str]:
+    """Apply every needed fix once (idempotent). Returns the names of the fixes applied."""
+    global _DONE
+    if not _DONE:
+        for phase in ("pre", "post"):  # "post" fixes patch auto_LiRPA classes, so import it between
+            for fix in FIXES:
+                if fix.phase == phase and fix.needed():
+                    fix.apply()
+                    _APPLIED.append(fix.name)
+        _DONE = True
+    return list(_APPLIED)
