@@ -126,14 +126,14 @@ class _MonotoneBound(BoundOptimizableActivation):
 
     def bound_relax(self, x):
         l, u = x.lower, x.upper
-        optimizing = self.opt_stage in ("opt", "reuse")
-        if optimizing and not self._reads_box():
-            alpha = self.alpha[self._start]
-            a_low, a_up = alpha[0], alpha[1]
+        if self.opt_stage in ("opt", "reuse"):
+            alpha = self.alpha[self._start]  # (2 lines, 2 A-sides, spec, *l.shape)
+            if self._reads_box():  # slope 0 is optimal on the input box: nothing to optimise
+                a_low = a_up = torch.zeros_like(alpha[0])
+            else:
+                a_low, a_up = alpha[0], alpha[1]
         else:
             a_low = a_up = self._crown_slope(l, u)
-            if optimizing:  # shape (2 A-sides, spec, *l.shape), prepared by init_linear_relaxation
-                a_low = a_up = a_low.expand(self.lw.shape)
         self.lw, self.lb, self.uw, self.ub = self._lines(a_low, a_up, l, u)
 
     # ---- alpha-CROWN -----------------------------------------------------------------------------

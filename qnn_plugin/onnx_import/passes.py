@@ -73,11 +73,15 @@ class Graph:
 
     def replace_nodes(self, remove: List[onnx.NodeProto], add: List[onnx.NodeProto]) -> None:
         """Remove nodes and insert new ones where the first removed node stood (keeps the
-        topological order when the new nodes only read inputs of the removed ones)."""
+        topological order when the new nodes only read inputs of the removed ones).
+
+        Nodes are matched by their outputs: protobuf copies messages on insertion, so node
+        objects held from before an earlier rewrite are equal to, but not, the graph's nodes."""
+        gone = {tuple(n.output) for n in remove}
         nodes = list(self.g.node)
-        idx = min(nodes.index(n) for n in remove)
-        keep = [n for n in nodes if all(n is not r for r in remove)]
-        new = keep[:idx] + add + keep[idx:]
+        idx = min(i for i, n in enumerate(nodes) if tuple(n.output) in gone)
+        keep = [n for n in nodes if tuple(n.output) not in gone]
+        new = keep[:idx] + list(add) + keep[idx:]
         del self.g.node[:]
         self.g.node.extend(new)
         self.refresh()

@@ -1,0 +1,142 @@
+"""Each compatibility fix, exercised through the behaviour that breaks without it."""
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import qnn_plugin as qp
+from qnn_plugin import compat
+from qnn_plugin.ops import QuantStep
+
+
+def applied():
+    return set(compat.apply())
+
+
+def needs(name):
+    return pytest.mark.skipif(name not in applied(), reason=f"fix {name} not needed on this stack")
+
+
+def test_apply_is_idempotent_and_every_fix_is_gated():
+    first = compat.apply()
+    assert compat.apply() == first
+    assert all(callable(f.needed) and f.why for f in compat.FIXES)
+    assert len({f.name for f in compat.FIXES}) == len(compat.FIXES)
+
+
+@needs("numpy_arraysetops")
+def test_auto_lirpa_imports_on_numpy_2():
+    base = importlib.import_module("auto_LiRPA.operators.base")
+    assert base.isin(np.array([1, 2]), np.array([2])).tolist() == [False, True]
+
+
+def test_numpy_bool_available():
+    assert np.zeros(2, dtype=np.bool).dtype == np.bool_
+
+
+@needs("set_opset_version")
+def test_set_opset_version_sets_exporter_opset():
+    from torch.onnx.symbolic_helper import _set_opset_version
+
+    _set_opset_version(12)
+    assert compat.onnx_globals().export_onnx_opset_version == 12
+
+
+class _Clamp(nn.Module):
+    def forward(self, x):
+        return torch.clamp(torch.round(x), 0.0, 3.0)
+
+
+def _traced_kinds(model, x):
+    from auto_LiRPA.parse_graph import parse_module
+
+    nodes, _, _, _ = parse_module(model, (x,))
+    return [n.op for n in nodes], nodes
+
+
+@needs("symbolic_opsets")
+def test_round_and_clip_trace_as_onnx_ops():
+    # without the opset 11+ symbolics, round is emitted as aten::ATen and Clip in its opset-9 form
+    kinds, nodes = _traced_kinds(_Clamp(), torch.zeros(1, 2))
+    assert "onnx::Round" in kinds
+    clip = [n for n in nodes if n.op == "onnx::Clip"][0]
+    assert len(clip.inputs) == 3  # opset 11+ form: min and max are inputs
+
+
+@needs("node_getitem")
+def test_node_attributes_readable_tensor_and_float():
+    kinds, nodes = _traced_kinds(nn.Sequential(QuantStep(torch.tensor([0.5, 0.25]), 1.0, -8, 7)),
+                                 torch.zeros(1, 2))
+    step = [n for n in nodes if n.op == "qnn::QuantStep"][0]
+    assert step.attr["scale"].tolist() == [0.5, 0.25]
+    assert step.attr["lo"] == -8.0 and step.attr["rounding"] == "half_even"
+
+
+@needs("autograd_inlining")
+def test_custom_function_traces_as_one_node():
+    kinds, _ = _traced_kinds(nn.Sequential(nn.Linear(2, 2), QuantStep(0.5, 0, -8, 7)), torch.zeros(1, 2))
+    assert kinds.count("qnn::QuantStep") == 1
+
+
+@needs("torch_six")
+def test_bounded_module_register_parameter():
+    bm = qp.bounded(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2))
+    bm.register_parameter("extra", nn.Parameter(torch.zeros(1)))
+    assert "extra" in dict(bm.named_parameters(recurse=False))
+
+
+def test_onnx2torch_imports():
+    onnx2torch = importlib.import_module("onnx2torch")
+    assert hasattr(onnx2torch, "convert")
+    tv = importlib.import_module("torchvision")
+    if getattr(tv, "__qnn_plugin_stub__", False):
+        with pytest.raises(RuntimeError, match="torchvision is not available"):
+            tv.ops.nms(None, None, 0.5)
+
+
+@needs("named_members")
+def test_named_parameters_on_bounded_module():
+    bm = qp.bounded(nn.Sequential(nn.Linear(2, 2)), torch.zeros(1, 2))
+    assert len(list(bm.parameters())) == 2
+
+
+class _BufferMLP(nn.Module):
+    """Weights as buffers, as onnx2torch makes them; first weight dim 4 = the batch size below."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("w1", torch.randn(4, 6, generator=g))
+        self.register_buffer("b1", torch.randn(6, generator=g))
+        self.register_buffer("w2", torch.randn(6, 3, generator=g))
+        self.register_buffer("offset", torch.randn(1, 1, 4, generator=g))
+
+    def forward(self, x):
+        x = (x - self.offset).flatten(1)
+        return torch.relu(x @ self.w1 + self.b1) @ self.w2
+
+
+def _check_sound(model, batch=4):
+    x = torch.rand(batch, 1, 4)
+    bm = qp.bounded(model, x)
+    lb, ub = qp.compute_bounds(bm, x - 0.05, x + 0.05, "crown")
+    samples = x + (torch.rand(200, batch, 1, 4) - 0.5) * 0.1
+    ys = torch.stack([model(s) for s in samples])
+    assert torch.all(lb <= ys.min(0).values + 1e-5) and torch.all(ub >= ys.max(0).values - 1e-5)
+
+
+@needs("parameter_dtype_anchor")
+def test_crown_on_model_without_parameters():
+    _check_sound(_BufferMLP(), batch=3)
+
+
+@needs("buffers_batch_dim")
+def test_batched_crown_when_batch_equals_a_weight_dim():
+    _check_sound(_BufferMLP(), batch=4)
+
+
+@needs("constant_operand_bias")
+def test_crown_through_constant_offset_with_leading_unit_dims():
+    _check_sound(_BufferMLP(), batch=2)
