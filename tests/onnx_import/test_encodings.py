@@ -1,8 +1,6 @@
 """Every QNN encoding: the imported module agrees with onnxruntime (graph optimisations off) --
 the same integer at every quantized tensor, float outputs up to float32 rounding -- and its
 IBP / CROWN / alpha-CROWN bounds contain every output over an enumerated input grid box."""
-import itertools
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -14,6 +12,7 @@ from hypothesis import strategies as st
 import qnn_plugin as qp
 from qnn_plugin import onnx_builders as B
 from qnn_plugin.ops import QuantStep
+from tests.grid import assert_bounds_contain, random_grid_box, reachable_inputs
 
 MLP_BUILDERS = ["random_fixed_point_mlp", "random_qdq_mlp", "random_qoperator_mlp",
                 "random_integer_mlp", "random_sign_mlp"]
@@ -65,7 +64,7 @@ def module_name(onnx_node_name):
     return onnx_node_name.replace(".", "_").replace("/", "_")
 
 
-@pytest.mark.parametrize("opset", [10, 13, 19, 21])
+@pytest.mark.parametrize("opset", [10, 13, 19, 21, 23, 25])
 @pytest.mark.parametrize("options", OPTIONS, ids=["pow2", "arbitrary-scales", "per-axis"])
 @pytest.mark.parametrize("builder", MLP_BUILDERS + CONV_BUILDERS)
 def test_agrees_with_onnxruntime(builder, options, opset):
@@ -102,39 +101,6 @@ def test_agrees_with_onnxruntime(builder, options, opset):
     np.testing.assert_allclose(y[same], ref[same], rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
-def enumerate_box(built, net, lower, upper):
-    """Outputs on every input the box can reach through the (monotone) input quantizer: per
-    coordinate, the box ends and every grid value between them realise all reachable codes."""
-    grid = built.grid_values()
-    axes = []
-    for lo, hi in zip(lower.reshape(-1).tolist(), upper.reshape(-1).tolist()):
-        inside = grid[(grid >= lo) & (grid <= hi)].tolist()
-        axes.append(sorted({lo, hi, *inside}))
-    x = np.array(list(itertools.product(*axes)), dtype=np.float32).reshape(-1, *built.input_shape)
-    with torch.no_grad():
-        return net(torch.tensor(x))
-
-
-def random_box(built, rng):
-    """A box of input codes with a few coordinates free, others fixed, and a float box around
-    it whose ends fall between grid points or on rounding ties."""
-    dim = int(np.prod(built.input_shape))
-    centre = rng.integers(built.input_qmin, built.input_qmax + 1, dim)
-    lo, hi = centre.copy(), centre.copy()
-    free = rng.choice(dim, size=min(dim, 3), replace=False)
-    for i in free:
-        lo[i] = max(built.input_qmin, centre[i] - int(rng.integers(0, 3)))
-        hi[i] = min(built.input_qmax, centre[i] + int(rng.integers(0, 3)))
-    # float box: grid value of the end code, pushed out by at most half a step
-    s = built.input_scale
-    pad = np.zeros(dim)
-    pad[free] = rng.choice([0.0, 0.49, 0.25], len(free)) * s  # fixed coordinates stay points
-    lower = ((lo - built.input_zero_point) * s - pad).astype(np.float32)
-    upper = ((hi - built.input_zero_point) * s + pad).astype(np.float32)
-    shape = (1, *built.input_shape)
-    return torch.tensor(lower).reshape(shape), torch.tensor(upper).reshape(shape)
-
-
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2 ** 31), builder=st.sampled_from(MLP_BUILDERS + CONV_BUILDERS),
        pow2=st.booleans(), opset=st.sampled_from([10, 13, 21]))
@@ -150,10 +116,7 @@ def test_bounds_contain_every_output_on_the_grid(seed, builder, pow2, opset):
     if not built.has_input_grid:
         return
     net = qp.load_onnx(built.model)
-    lower, upper = random_box(built, rng)
-    y = enumerate_box(built, net, lower, upper)
-    bm = qp.bounded(net, lower)
-    for method in ("ibp", "crown", "alpha-crown"):
-        lb, ub = qp.compute_bounds(bm, lower, upper, method)
-        assert torch.all(lb[0] <= y.min(0).values + 1e-4), (builder, method)
-        assert torch.all(ub[0] >= y.max(0).values - 1e-4), (builder, method)
+    lower, upper = random_grid_box(rng, built.input_scale, built.input_zero_point, built.input_qmin,
+                                   built.input_qmax, built.input_shape)
+    x = reachable_inputs(built.grid_values(), lower, upper, built.input_shape)
+    assert_bounds_contain(qp, net, lower, upper, x)

@@ -10,7 +10,7 @@ from torch import nn
 
 from ...errors import UnsupportedOperatorError
 from ...ops import Binarize, Clip, QuantStep, Sign, TruncToInt
-from .quantize import INT_RANGES, where
+from .quantize import int_type, where
 from .registry import PLUGIN_DOMAIN, const, converter, elem_type, result, since_versions
 
 _ROUNDING = {"Round": "half_even", "Floor": "floor", "Ceil": "ceil"}
@@ -73,14 +73,14 @@ def cast(node, graph):
     src = elem_type(graph, x)
     if to in (TensorProto.FLOAT, TensorProto.DOUBLE):
         return result(Identity(), node, [x])  # values are carried in float32 already
-    if to not in INT_RANGES:
+    target, source = int_type(to), int_type(src)
+    if target is None:
         raise UnsupportedOperatorError(
             f"{where(node)}: Cast to {TensorProto.DataType.Name(to)} is not supported "
             "(supported: float, double and integer types)")
-    lo, hi = INT_RANGES[to]
-    if src in INT_RANGES:
-        s_lo, s_hi = INT_RANGES[src]
-        if lo <= s_lo and s_hi <= hi:
+    lo, hi = target.lo, target.hi
+    if source is not None:
+        if lo <= source.lo and source.hi <= hi:
             return result(Identity(), node, [x])  # widening: value unchanged
         raise UnsupportedOperatorError(
             f"{where(node)}: narrowing integer Cast {TensorProto.DataType.Name(src)} -> "

@@ -16,7 +16,7 @@ from torch import nn
 
 from ...errors import UnsupportedOperatorError
 from ...ops import QuantStep
-from .quantize import INT_RANGES, where
+from .quantize import int_type, where
 from .registry import const, converter, elem_type, result, since_versions
 
 
@@ -143,7 +143,8 @@ def _static_shape(graph, name):
 
 def _requantize(node, graph, x_scale, w_scale, y_scale, y_zp_index, per_channel_shape):
     y_zp = _need_const(node, graph, y_zp_index, "output zero point")
-    lo, hi = INT_RANGES[elem_type(graph, node.input_values[y_zp_index])]
+    qt = int_type(elem_type(graph, node.input_values[y_zp_index]))
+    lo, hi = qt.lo, qt.hi
     # float32, in the order (x_scale * w_scale) / y_scale
     mult = (np.float32(x_scale) * np.asarray(w_scale, dtype=np.float32)) / np.float32(y_scale)
     mult = torch.tensor(np.asarray(mult, dtype=np.float32))

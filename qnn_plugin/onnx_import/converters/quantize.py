@@ -8,18 +8,17 @@ import torch
 from onnx import TensorProto
 from torch import nn
 
+from ... import semantics
 from ...errors import UnsupportedOperatorError
 from ...ops import QuantStep
 from .registry import const, converter, elem_type, rank, result, since_versions
 
-# integer element types a quantized tensor may have -> (lo, hi)
-INT_RANGES = {
-    TensorProto.UINT8: (0, 255), TensorProto.INT8: (-128, 127),
-    TensorProto.UINT16: (0, 65535), TensorProto.INT16: (-32768, 32767),
-    TensorProto.UINT4: (0, 15), TensorProto.INT4: (-8, 7),
-    TensorProto.INT32: (-2 ** 31, 2 ** 31 - 1), TensorProto.UINT32: (0, 2 ** 32 - 1),
-    TensorProto.INT64: (-2 ** 63, 2 ** 63 - 1), TensorProto.UINT64: (0, 2 ** 64 - 1),
-}
+def int_type(onnx_type: int):
+    """semantics.QType of an ONNX integer element type, or None for other types."""
+    try:
+        return semantics.qtype(onnx_type)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def where(node) -> str:
@@ -72,16 +71,16 @@ def quantize_linear(node, graph):
     scale, zp, zp_name = _scale_zp(node, graph, rank(graph, x))
     attrs = node.attributes
     out_type = elem_type(graph, zp_name) if zp_name else int(attrs.get("output_dtype", 0)) or TensorProto.UINT8
-    if out_type not in INT_RANGES or out_type in (TensorProto.INT32, TensorProto.INT64,
-                                                   TensorProto.UINT32, TensorProto.UINT64):
+    qt = int_type(out_type)
+    if qt is None or not qt.quantizable:
         raise UnsupportedOperatorError(
             f"{where(node)}: quantization to {TensorProto.DataType.Name(out_type)} is not supported "
-            "(supported: uint8, int8, uint16, int16, uint4, int4)")
+            "(supported: uint8, int8, uint16, int16, uint4, int4, uint2, int2)")
     if int(attrs.get("saturate", 1)) != 1:
         raise UnsupportedOperatorError(f"{where(node)}: saturate=0 only applies to float8 types")
     if int(attrs.get("precision", 0)) not in (0, TensorProto.FLOAT):
         raise UnsupportedOperatorError(f"{where(node)}: precision attribute other than float32")
-    lo, hi = INT_RANGES[out_type]
+    lo, hi = qt.lo, qt.hi
     return result(QuantStep(scale, zp, lo, hi, "half_even"), node, [x])
 
 
