@@ -10,9 +10,12 @@ from . import compat
 
 compat.apply()
 
-from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+import types  # noqa: E402
 
-from .bounds import BOUND_OPS, STEP_BOUNDS  # noqa: E402
+from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
+from auto_LiRPA.operators import BoundConv, BoundLinear  # noqa: E402
+
+from .bounds import BOUND_OPS, STEP_BOUNDS, affine_operand, reads_input_box  # noqa: E402
 
 METHODS = {
     "ibp": "IBP",
@@ -53,14 +56,50 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     # for step functions, at least as tight
     bm.ibp_intermediate = list(bm.ibp_intermediate) + [c for c in STEP_BOUNDS
                                                        if c not in bm.ibp_intermediate]
+    bm.check_IBP_intermediate = types.MethodType(_check_ibp_intermediate, bm)
     return bm
 
 
+def _linear_over_box(node):
+    """The input of a Linear/MatMul/Conv with constant weights whose input is an exact box
+    (reads_input_box), else None: interval arithmetic there equals CROWN, without CROWN's
+    (neurons x batch x inputs) A matrix."""
+    if not isinstance(node, (BoundLinear, BoundConv)) or not node.inputs[0].perturbed:
+        return None
+    if any(i.perturbed for i in node.inputs[1:]):
+        return None
+    return node.inputs[0] if reads_input_box(node.inputs[0]) else None
+
+
+def _check_ibp_intermediate(self, node):
+    """auto_LiRPA's check_IBP_intermediate, extended: take interval bounds when every node back
+    to one with bounds is a listed monotone op, an elementwise affine map with a constant (each
+    output reads one input element, so intervals are exact), or a constant-weight linear layer
+    over an exact input box."""
+    chain = []
+    while not hasattr(node, "lower") or not hasattr(node, "upper"):
+        if type(node) in self.ibp_intermediate:
+            nxt = node.inputs[0]
+        else:
+            nxt = affine_operand(node)
+            if nxt is None:
+                nxt = _linear_over_box(node)
+            if nxt is None:
+                return False
+        chain.append(node)
+        node = nxt
+    for n in reversed(chain):
+        self.IBP_general(n)
+    return True
+
+
 def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str = "crown",
-                   C: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                   C: Optional[Tensor] = None, intersect_ibp: bool = True) -> Tuple[Tensor, Tensor]:
     """Bounds of ``bm``'s output (or of ``C @ output``) over the boxes [lower, upper] (one per row).
 
     ``method``: ibp, crown, crown-ibp or alpha-crown. ``C`` has shape (batch, n_spec, n_out).
+    With ``intersect_ibp`` (default) linear-relaxation bounds are intersected with IBP's: both are
+    sound, and at a saturated quantized output IBP's [q(l), q(u)] can be the tighter one.
     """
     key = method.lower()
     if key not in METHODS:
@@ -69,7 +108,11 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
         raise ValueError(f"lower and upper bounds differ in shape: {tuple(lower.shape)} vs {tuple(upper.shape)}")
     if bool((lower > upper).any()):
         raise ValueError("empty box: some lower bound exceeds its upper bound")
-    center = (lower + upper) / 2
-    x = BoundedTensor(center, PerturbationLpNorm(x_L=lower, x_U=upper))
+    if not bool(torch.isfinite(lower).all() and torch.isfinite(upper).all()):
+        raise ValueError("box bounds must be finite (no NaN or infinity)")
+    x = BoundedTensor((lower + upper) / 2, PerturbationLpNorm(x_L=lower, x_U=upper))
     lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
+    if intersect_ibp and key != "ibp":
+        ilb, iub = bm.compute_bounds(x=(x,), method="IBP", C=C)
+        lb, ub = torch.maximum(lb, ilb), torch.minimum(ub, iub)
     return lb, ub

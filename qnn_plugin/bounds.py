@@ -32,7 +32,7 @@ compat.apply()
 
 from auto_LiRPA.operators import (  # noqa: E402  (after compat.apply)
     BoundAdd, BoundDiv, BoundFlatten, BoundInput, BoundMul, BoundOptimizableActivation,
-    BoundReshape, BoundSqueeze, BoundSub, BoundUnsqueeze,
+    BoundRelu, BoundReshape, BoundSqueeze, BoundSub, BoundUnsqueeze,
 )
 
 from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, quant_step  # noqa: E402
@@ -44,24 +44,39 @@ _BOX_PRESERVING = (BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze)
 _AFFINE_ELEMENTWISE = (BoundMul, BoundDiv, BoundAdd, BoundSub)
 
 
-def _reads_input_box(node) -> bool:
-    """True if ``node`` is the perturbed input seen through reshapes and elementwise affine maps
-    with constant operands: then its bounds are exactly a box of the input grid."""
+def affine_operand(node):
+    """The perturbed operand of x + c, x - c, c - x, x * c or x / c (c constant), else None."""
+    if not isinstance(node, _AFFINE_ELEMENTWISE) or len(node.inputs) != 2:
+        return None
+    perturbed = [i for i in node.inputs if i.perturbed]
+    if len(perturbed) != 1:
+        return None
+    if isinstance(node, BoundDiv) and node.inputs[0] is not perturbed[0]:
+        return None  # c / x is not affine
+    return perturbed[0]
+
+
+def reads_input_box(node) -> bool:
+    """True if the values ``node`` can take are exactly a product of per-coordinate sets whose
+    hull is its interval bounds: the perturbed input seen through reshapes, elementwise affine
+    maps with constants and elementwise monotone ops (no broadcast copies, which would tie
+    coordinates together). Over such a node, interval arithmetic is as tight as CROWN."""
     while True:
         if isinstance(node, BoundInput):
             return True
         if isinstance(node, _BOX_PRESERVING):
             node = node.inputs[0]
             continue
-        if isinstance(node, _AFFINE_ELEMENTWISE):
-            perturbed = [i for i in node.inputs if i.perturbed]
-            if len(perturbed) != 1:
+        if isinstance(node, (_MonotoneBound, BoundRelu)):
+            nxt = node.inputs[0]
+        else:
+            nxt = affine_operand(node)
+            if nxt is None:
                 return False
-            if isinstance(node, BoundDiv) and node.inputs[0] is not perturbed[0]:
-                return False  # c / x is not affine
-            node = perturbed[0]
-            continue
-        return False
+        if nxt.output_shape is not None and node.output_shape is not None \
+                and tuple(nxt.output_shape) != tuple(node.output_shape):
+            return False
+        node = nxt
 
 
 class _MonotoneBound(BoundOptimizableActivation):
@@ -107,34 +122,39 @@ class _MonotoneBound(BoundOptimizableActivation):
 
     def _crown_slope(self, l: Tensor, u: Tensor) -> Tensor:
         """Per neuron, the candidate slope with the smallest gap between the two lines."""
-        if self._reads_box():
-            return torch.zeros_like(l)
-        best_a = torch.zeros_like(l)
-        best_gap = self.forward(u) - self.forward(l)  # slope 0: the IBP box
-        for a in (self._chord(l, u), self._natural_slope(l, u)):
-            _, inf, _, sup = self._lines(a, a, l, u)
-            gap = sup - inf
-            better = gap < best_gap
-            best_a = torch.where(better, a, best_a)
-            best_gap = torch.where(better, gap, best_gap)
-        return best_a
+        cands = torch.stack((torch.zeros_like(l), self._chord(l, u), self._natural_slope(l, u)))
+        _, inf, _, sup = self._lines(cands, cands, l, u)  # slope 0 gives the IBP box
+        best = torch.argmin(sup - inf, dim=0, keepdim=True)  # ties: the first, slope 0
+        return torch.gather(cands, 0, best).squeeze(0)
 
     def _reads_box(self) -> bool:
         if self._box_input is None:
-            self._box_input = _reads_input_box(self.inputs[0])
+            self._box_input = reads_input_box(self.inputs[0])
         return self._box_input
 
     def bound_relax(self, x):
         l, u = x.lower, x.upper
-        if self.opt_stage in ("opt", "reuse"):
+        optimizing = self.opt_stage in ("opt", "reuse")
+        if self._reads_box():
+            # slope 0 is optimal on an input box: the constant lines f(l) and f(u)
+            shape = self.alpha[self._start][0].shape if optimizing else l.shape
+            self.lw = self.uw = torch.zeros(shape, device=l.device)
+            self.lb, self.ub = self.forward(l).expand(shape), self.forward(u).expand(shape)
+            return
+        if optimizing:
             alpha = self.alpha[self._start]  # (2 lines, 2 A-sides, spec, *l.shape)
-            if self._reads_box():  # slope 0 is optimal on the input box: nothing to optimise
-                a_low = a_up = torch.zeros_like(alpha[0])
-            else:
-                a_low, a_up = alpha[0], alpha[1]
+            a_low, a_up = alpha[0], alpha[1]
         else:
             a_low = a_up = self._crown_slope(l, u)
         self.lw, self.lb, self.uw, self.ub = self._lines(a_low, a_up, l, u)
+
+    def bound_backward(self, last_lA, last_uA, x, *const_inputs, **kwargs):
+        As, lbias, ubias = super().bound_backward(last_lA, last_uA, x, **kwargs)
+        if self._reads_box():
+            # slope 0: the bias already holds the exact box concretisation, and the A matrix
+            # beyond this node is zero -- stop propagating it
+            As = [(None, None)]
+        return As + [(None, None)] * len(const_inputs), lbias, ubias
 
     # ---- alpha-CROWN -----------------------------------------------------------------------------
     def init_opt_parameters(self, start_nodes):
@@ -256,20 +276,14 @@ class BoundQClip(_MonotoneBound):
             inf, sup = torch.minimum(inf, v), torch.maximum(sup, v)
         return inf, sup
 
-    def bound_backward(self, last_lA, last_uA, x, *args, **kwargs):
-        As, lbias, ubias = super().bound_backward(last_lA, last_uA, x, *args, **kwargs)
-        # constant min/max inputs get no A
-        extra = [(None, None)] * (len(self.inputs) - 1)
-        return [As[0]] + extra, lbias, ubias
 
-
+STEP_BOUNDS = (BoundQuantStep, BoundSign, BoundQClip)
 BOUND_OPS: Dict[str, type] = {
     OP_NAME: BoundQuantStep,
     CLIP_OP_NAME: BoundQClip,
     "onnx::Sign": BoundSign,
     "onnx::Clip": BoundQClip,
 }
-STEP_BOUNDS = (BoundQuantStep, BoundSign, BoundQClip)
 
 
 def register() -> Dict[str, type]:

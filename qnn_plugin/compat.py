@@ -272,6 +272,27 @@ def _source(module: str, func: str) -> str:
     return inspect.getsource(getattr(_lirpa(module), func))
 
 
+def _dotted_module_names() -> bool:
+    from onnx import helper
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    return "." in OnnxGraph.generate_node_name(helper.make_node("Probe", [], [], domain="a.b"))
+
+
+@_fix("onnx2torch_domain_names", "onnx2torch 1.5 names a node's torch module 'domain/name'; torch refuses "
+      "the dot of 'com.microsoft/...', so models with contrib ops (QGemm, QLinearAdd) fail to convert",
+      _dotted_module_names, phase="post")
+def _onnx2torch_domain_names():
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    original = OnnxGraph.generate_node_name
+
+    def generate_node_name(node) -> str:
+        return original(node).replace(".", "/")
+
+    OnnxGraph.generate_node_name = staticmethod(generate_node_name)
+
+
 def apply() -> List[str]:
     """Apply every needed fix once (idempotent). Returns the names of the fixes applied."""
     global _DONE

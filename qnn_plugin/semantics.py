@@ -12,6 +12,9 @@ checked bit for bit by ``tests/test_semantics.py``):
 * ``DequantizeLinear`` -> :func:`dequantize_linear`
 * ``MatMulInteger`` / ``ConvInteger`` -> :func:`matmul_integer` / :func:`conv_integer`
 * ``QLinearMatMul`` / ``QLinearConv`` -> :func:`qlinear_matmul` / :func:`qlinear_conv`
+* onnxruntime's contrib ``QGemm`` / ``QLinearAdd`` (domain ``com.microsoft``, what
+  ``onnxruntime.quantization.quantize_static`` emits in QOperator format) -> :func:`qgemm` /
+  :func:`qlinear_add` (the latter with its two fused multiply-adds, :func:`fma32`)
 * the fixed-point idiom and binarised activations: :func:`round_half_even`, :func:`floor`,
   :func:`ceil`, :func:`clip`, :func:`relu`, :func:`sign`, :func:`cast`, and :func:`argmax`
   (the classification decision; ties go to the smaller index).
@@ -106,7 +109,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -119,6 +122,9 @@ __all__ = [
     "conv_integer",
     "qlinear_matmul",
     "qlinear_conv",
+    "qgemm",
+    "qlinear_add",
+    "fma32",
     "round_half_even",
     "floor",
     "ceil",
@@ -653,6 +659,181 @@ def qlinear_conv(x: Any, x_scale: Any, x_zero_point: Any, w: Any, w_scale: Any,
 
 
 # ----------------------------------------------------------------------------------------------
+# onnxruntime contrib operators (domain com.microsoft, version 1): QGemm, QLinearAdd
+# ----------------------------------------------------------------------------------------------
+def fma32(a: Any, b: Any, c: Any) -> np.ndarray:
+    """float32 fused multiply-add ``fl(a * b + c)``: one rounding of the exact value (what the
+    x86 FMA instructions onnxruntime's AVX2 kernels use compute). Exact emulation: the product
+    of two float32 is exact in float64; the float64 sum is rounded to odd (TwoSum error term),
+    and rounding a round-to-odd 53-bit value to 24 bits equals rounding the exact value."""
+    a64 = np.asarray(a, dtype=np.float32).astype(np.float64)
+    b64 = np.asarray(b, dtype=np.float32).astype(np.float64)
+    c64 = np.asarray(c, dtype=np.float32).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = a64 * b64
+        s = np.asarray(p + c64)
+        bv = s - p
+        err = (p - (s - bv)) + (c64 - bv)
+        fix = np.isfinite(s) & (err != 0) & ((s.view(np.int64) & 1) == 0)
+        s = np.where(fix, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+        return np.asarray(s.astype(np.float32))
+
+
+def _scalar_param(p: Any, what: str, conv: Callable[[Any, str], np.ndarray]) -> np.ndarray:
+    arr = conv(p, what)
+    if arr.size != 1:
+        raise ValueError(f"{what} must be a scalar or a 1-element tensor, got shape {arr.shape}")
+    return arr.reshape(())
+
+
+def qgemm(a: Any, a_scale: Any, a_zero_point: Any, b: Any, b_scale: Any, b_zero_point: Any,
+          c: Any = None, y_scale: Any = None, y_zero_point: Any = None, alpha: float = 1.0,
+          trans_a: int = 0, trans_b: int = 0) -> np.ndarray:
+    """onnxruntime's QGemm (com.microsoft): ``alpha * A' @ B' + C`` on quantized 2-D operands,
+    ``A' = op(a) - a_zero_point`` (scalar), ``B' = op(b) - b_zero_point`` (scalar or per column
+    of B', length N), ``op`` the transpose where ``trans_a``/``trans_b`` is set; ``c`` an optional
+    int32 bias (scale ``a_scale * b_scale``) broadcast as (), (1,), (N,), (1, N), (M, 1) or (M, N).
+
+    As onnxruntime 1.31 computes it (verified bit for bit): the exact integer accumulator
+    ``acc = A' @ B' + c`` (int32, else OverflowError), the float32 output scale per column
+    ``S_j = fl(fl(alpha * a_scale) * b_scale[j])``, divided (``fl(S_j / y_scale)``) when
+    ``y_scale`` is given. With ``y_zero_point``: ``saturate(rne(fl(fl(acc) * S_j)) +
+    y_zero_point)`` in y_zero_point's type (int8/uint8). Without it the output is float32
+    ``fl(fl(acc) * S_j)`` (dequantized, or scaled by 1/y_scale if only y_scale is given).
+    """
+    A = _int64(a, "a")
+    B = _int64(b, "b")
+    if A.ndim != 2 or B.ndim != 2:
+        raise ValueError(f"QGemm needs 2-D a and b, got shapes {A.shape} and {B.shape}")
+    if trans_a:
+        A = A.T
+    if trans_b:
+        B = B.T
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(f"QGemm: inner dimensions differ ({A.shape} @ {B.shape})")
+    m, n = A.shape[0], B.shape[1]
+    A = A - _scalar_param(a_zero_point, "a_zero_point", _int64)
+    bz = _int64(b_zero_point, "b_zero_point")
+    if bz.size == 1:
+        B = B - bz.reshape(())
+    elif bz.ndim == 1 and bz.shape[0] == n:
+        B = B - bz.reshape(1, n)
+    else:
+        raise ValueError(f"b_zero_point must be a scalar or have N={n} elements")
+    acc = np.matmul(A, B)
+    if c is not None:
+        bias = _int64(c, "c")
+        if bias.size == 1:
+            bias = bias.reshape(())
+        elif bias.ndim == 1 and bias.shape[0] != n:
+            raise ValueError(f"c of shape {bias.shape} does not broadcast to ({m}, {n})")
+        acc = acc + np.broadcast_to(bias, (m, n))
+    _check_int32(acc, "QGemm")
+    sa = _scalar_param(a_scale, "a_scale", _float32)
+    sb = _float32(b_scale, "b_scale")
+    if sb.size == 1:
+        sb = sb.reshape(())
+    elif not (sb.ndim == 1 and sb.shape[0] == n):
+        raise ValueError(f"b_scale must be a scalar or have N={n} elements")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        scale = np.multiply(np.multiply(np.float32(alpha), sa, dtype=np.float32), sb,
+                            dtype=np.float32)
+        if y_scale is not None:
+            scale = np.divide(scale, _scalar_param(y_scale, "y_scale", _float32),
+                              dtype=np.float32)
+    if y_zero_point is None:
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            return np.asarray(np.multiply(acc.astype(np.float32), scale, dtype=np.float32))
+    yz = np.asarray(y_zero_point)
+    if yz.size != 1:
+        raise ValueError("y_zero_point must be a scalar")
+    return _requantize(acc, scale, yz.reshape(()), _qtype_of_array(yz), "QGemm")
+
+
+def qlinear_add_swaps(a_shape: Sequence[int], b_shape: Sequence[int]) -> bool:
+    """Whether onnxruntime's QLinearAdd passes B to its kernel first, for these input shapes.
+
+    onnxruntime's broadcaster walks the dimensions from the innermost one, skipping dimensions
+    where both inputs are 1 except the last of the shorter shape; the first dimension it keeps
+    decides: if A's extent there is 1, A counts as a scalar per span and the kernel gets the run
+    of B first (so also whenever A has a single element, or its innermost extent is 1 and B's
+    innermost extent is 1 too). Otherwise A comes first."""
+    a, b = tuple(int(d) for d in a_shape), tuple(int(d) for d in b_shape)
+    if not a:
+        return True
+    if not b:
+        return a[-1] == 1
+    shortest = min(len(a), len(b))
+    for i in range(shortest):
+        da, db = a[-1 - i], b[-1 - i]
+        if max(da, db) == 1 and i + 1 < shortest:
+            continue
+        return da == 1
+    return False  # not reached
+
+
+def qlinear_add_terms(a_scale: Any, a_zero_point: Any, b_scale: Any, b_zero_point: Any,
+                      c_scale: Any, c_zero_point: Any, swap: bool = False):
+    """The float32 constants of onnxruntime's QLinearAdd kernel, in its operand order (B first
+    when ``swap``): ``(r_first, r_second, K)`` with ``r_x = fl(x_scale / c_scale)`` and
+    ``K = fl(c_zero_point - fma(r_first, zp_first, fl(r_second * zp_second)))``, so that
+    ``C = saturate(rne(fma(first, r_first, fma(second, r_second, K))))``."""
+    sa = _scalar_param(a_scale, "A_scale", _float32)
+    sb = _scalar_param(b_scale, "B_scale", _float32)
+    sc = _scalar_param(c_scale, "C_scale", _float32)
+    za = np.float32(0 if a_zero_point is None else _scalar_param(a_zero_point, "A_zero_point", _int64))
+    zb = np.float32(0 if b_zero_point is None else _scalar_param(b_zero_point, "B_zero_point", _int64))
+    zc = np.float32(0 if c_zero_point is None else _scalar_param(c_zero_point, "C_zero_point", _int64))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        ra = np.float32(sa / sc)
+        rb = np.float32(sb / sc)
+        (r1, z1), (r2, z2) = ((rb, zb), (ra, za)) if swap else ((ra, za), (rb, zb))
+        k = np.float32(zc - fma32(r1, z1, np.float32(r2 * z2)))
+    return r1, r2, k
+
+
+def _cvtps_saturate(v: np.ndarray, qt: QType) -> np.ndarray:
+    """x86 cvtps2dq (round half to even; NaN and |v| >= 2**31 give INT32_MIN), then the
+    saturating packs to 16 and 8 bits."""
+    r = np.rint(np.asarray(v, dtype=np.float64))
+    r = np.where(np.isnan(r) | (r >= 2.0 ** 31) | (r < -(2.0 ** 31)), float(_INT32_MIN), r)
+    return _saturate(r, qt)
+
+
+def qlinear_add(a: Any, a_scale: Any, a_zero_point: Any, b: Any, b_scale: Any,
+                b_zero_point: Any, c_scale: Any, c_zero_point: Any = None) -> np.ndarray:
+    """onnxruntime's QLinearAdd (com.microsoft): ``C = saturate(rne((a_scale * (a - a_zp) +
+    b_scale * (b - b_zp)) / c_scale) + c_zp)`` on int8 or uint8 tensors (numpy broadcasting),
+    every scale and zero point a scalar; missing zero points are 0.
+
+    As onnxruntime 1.31's x86-64 AVX2 kernel computes it (verified bit for bit on every
+    operand pair, random and tie-heavy scales, all broadcast patterns, in
+    ``tests/onnx_import/test_contrib.py``): with ``x`` the operand
+    the kernel takes first (``a``, or ``b`` when :func:`qlinear_add_swaps`), ``y`` the other,
+    ``r_x = fl(x_scale / c_scale)``, ``r_y = fl(y_scale / c_scale)`` and
+    ``K = fl(c_zp - fma(r_x, x_zp, fl(r_y * y_zp)))`` (the compiler fuses that multiply-add),
+
+        ``C = saturate(rne(fma(x, r_x, fma(y, r_y, K))))``
+
+    -- two fused multiply-adds on the raw integers (not on ``x - x_zp``), each rounded once to
+    float32. NaN or ``|.| >= 2**31`` before rounding (only with scale ratios beyond 2**23)
+    give the type's low end, as the kernel's float-to-int32 conversion does.
+    """
+    A = np.asarray(a)
+    B = np.asarray(b)
+    qt = _qtype_of_array(A)
+    if qt.name not in ("int8", "uint8") or _qtype_of_array(B) != qt:
+        raise ValueError(f"QLinearAdd needs two int8 or two uint8 tensors, got {A.dtype} and {B.dtype}")
+    swap = qlinear_add_swaps(A.shape, B.shape)
+    r1, r2, k = qlinear_add_terms(a_scale, a_zero_point, b_scale, b_zero_point, c_scale,
+                                  c_zero_point, swap)
+    x, y = (B, A) if swap else (A, B)
+    x, y = np.broadcast_arrays(x.astype(np.float32), y.astype(np.float32))
+    v = fma32(x, r1, fma32(y, r2, k))
+    return _cvtps_saturate(v, qt)
+
+
+# ----------------------------------------------------------------------------------------------
 # Fixed-point idiom, activations, cast, argmax
 # ----------------------------------------------------------------------------------------------
 def round_half_even(x: Any) -> np.ndarray:
@@ -849,6 +1030,30 @@ def _make_overrides() -> List[type]:
             return (qlinear_conv(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
                                  y_zero_point, B, **a),)
 
+    def register_ms(op_type: str):  # onnxruntime contrib operators
+        def deco(cls):
+            cls.__name__ = op_type
+            cls.__qualname__ = op_type
+            cls.op_domain = "com.microsoft"
+            _OVERRIDES.append(cls)
+            return cls
+        return deco
+
+    @register_ms("QGemm")
+    class _QGemm(OpRun):
+        def _run(self, A, a_scale, a_zero_point, B, b_scale, b_zero_point, C=None, y_scale=None,
+                 y_zero_point=None, alpha=None, transA=None, transB=None, **_):
+            alpha = 1.0 if alpha is None else alpha
+            return (qgemm(A, a_scale, a_zero_point, B, b_scale, b_zero_point, C, y_scale,
+                          y_zero_point, alpha, int(transA or 0), int(transB or 0)),)
+
+    @register_ms("QLinearAdd")
+    class _QLinearAdd(OpRun):
+        def _run(self, A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale,
+                 C_zero_point=None, **_):
+            return (qlinear_add(A, A_scale, A_zero_point, B, B_scale, B_zero_point, C_scale,
+                                C_zero_point),)
+
     @register("Round")
     class _Round(OpRun):
         def _run(self, x, **_):
@@ -911,7 +1116,8 @@ def run_reference(model: Any, feeds: Mapping[str, Any],
                   intermediate: bool = False) -> Union[List[np.ndarray], Dict[str, np.ndarray]]:
     """Evaluate an ONNX model (ModelProto, serialized bytes or a path) operator by operator
     with ``onnx.reference.ReferenceEvaluator``, the quantization operators (QuantizeLinear,
-    DequantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv) and the
+    DequantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv, and
+    onnxruntime's com.microsoft QGemm and QLinearAdd) and the
     fixed-point / activation operators (Round, Floor, Ceil, Clip, Relu, Sign, Cast, ArgMax)
     replaced by this module's implementations. Every other operator is onnx's reference
     implementation (numpy; float32 arithmetic for float32 tensors, but summation orders of

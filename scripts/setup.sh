@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${QNN_VENV:-.venv}
 if [ "$VENV" != "none" ]; then
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  # --system-site-packages: a torch the machine already has (a GPU image's CUDA build) stays visible
+  [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV"
   PY="$VENV/bin/python"
 else
   PY=python3

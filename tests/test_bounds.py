@@ -208,3 +208,32 @@ def test_input_quantizer_is_bounded_exactly():
         lb, ub = qp.compute_bounds(bm, lower, upper, method)
         assert lb.item() == pytest.approx(exact.min().item(), abs=1e-6)
         assert ub.item() == pytest.approx(exact.max().item(), abs=1e-6)
+
+
+def test_linear_bounds_never_looser_than_ibp():
+    net = nn.Sequential(QuantStep(1 / 16, 0, -128, 127), nn.Linear(3, 8), QuantStep(0.25, 0, 0, 15, "floor"),
+                        nn.Linear(8, 4), QuantStep(0.5, 3, -8, 7)).eval()
+    torch.manual_seed(0)
+    lower = torch.tensor([[-0.3, 0.1, 0.2]])
+    upper = lower + torch.tensor([[0.2, 0.25, 0.1]])
+    bm = qp.bounded(net, lower)
+    ilb, iub = qp.compute_bounds(bm, lower, upper, "ibp")
+    for method in ("crown", "alpha-crown"):
+        lb, ub = qp.compute_bounds(bm, lower, upper, method)
+        assert torch.all(lb >= ilb) and torch.all(ub <= iub)
+        assert torch.all(ub <= 7) and torch.all(lb >= -8)  # never outside the output clamp
+
+
+@pytest.mark.parametrize("bad", ["nan", "inverted", "shape"])
+def test_bad_boxes_are_rejected(bad):
+    net = nn.Sequential(nn.Linear(2, 2))
+    bm = qp.bounded(net, torch.zeros(1, 2))
+    lower, upper = torch.zeros(1, 2), torch.ones(1, 2)
+    if bad == "nan":
+        upper[0, 1] = float("nan")
+    elif bad == "inverted":
+        lower, upper = upper, lower
+    else:
+        upper = torch.ones(1, 3)
+    with pytest.raises(ValueError):
+        qp.compute_bounds(bm, lower, upper, "crown")

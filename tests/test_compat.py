@@ -140,3 +140,11 @@ def test_batched_crown_when_batch_equals_a_weight_dim():
 @needs("constant_operand_bias")
 def test_crown_through_constant_offset_with_leading_unit_dims():
     _check_sound(_BufferMLP(), batch=2)
+
+
+@needs("onnx2torch_domain_names")
+def test_contrib_domain_node_names_have_no_dot():
+    from onnx import helper
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    assert "." not in OnnxGraph.generate_node_name(helper.make_node("QGemm", [], [], domain="com.microsoft"))

@@ -18,9 +18,12 @@ compat.apply()
 import onnx2torch  # noqa: E402  (needs the torchvision stand-in from compat)
 
 from . import converters, passes  # noqa: E402
+from .converters.contrib import MS_DOMAIN  # noqa: E402
 from .converters.registry import PLUGIN_DOMAIN, is_registered  # noqa: E402
 
 MIN_OPSET = 7
+# non-default domains with converters (listed in the unsupported-operator message)
+CONTRIB_DOMAINS = (MS_DOMAIN,)
 
 
 def read_model(path_or_model: Union[str, os.PathLike, onnx.ModelProto]) -> Tuple[onnx.ModelProto, str]:
@@ -60,14 +63,24 @@ def check_model(model: onnx.ModelProto, name: str) -> int:
 
 
 def check_operators(model: onnx.ModelProto, name: str, opset: int) -> None:
-    """One message listing every node whose operator has no converter at this opset."""
+    """One message listing every node whose operator has no converter at this opset.
+
+    Default-domain operators are looked up by their since-version at the model's opset; other
+    domains (onnxruntime's com.microsoft contrib operators) by the version the model imports
+    for that domain, keyed by (domain, op, version). The plugin's own domain is always accepted.
+    """
+    domain_versions = {("" if o.domain == "ai.onnx" else o.domain): o.version
+                       for o in model.opset_import}
     bad = []
     for i, node in enumerate(model.graph.node):
         domain = "" if node.domain == "ai.onnx" else node.domain
         if domain == PLUGIN_DOMAIN:
             continue
         if domain != "":
-            bad.append(f"{node.op_type} (domain '{domain}', node '{node.name or i}')")
+            version = domain_versions.get(domain)
+            if version is None or not is_registered(node.op_type, version, domain):
+                at = f", version {version}" if version is not None else ", domain not imported"
+                bad.append(f"{node.op_type} (domain '{domain}'{at}, node '{node.name or i}')")
             continue
         try:
             since = defs.get_schema(node.op_type, max_inclusive_version=opset).since_version
@@ -83,6 +96,8 @@ def check_operators(model: onnx.ModelProto, name: str, opset: int) -> None:
 
 
 def supported_operators(opset: int) -> List[str]:
+    """Default-domain operators with a converter at ``opset``, then the other domains'
+    (onnxruntime contrib) operators as ``op (domain)``."""
     out = []
     for op in converters.registered_op_types():
         try:
@@ -91,6 +106,8 @@ def supported_operators(opset: int) -> List[str]:
             continue
         if is_registered(op, since):
             out.append(op)
+    for domain in CONTRIB_DOMAINS:
+        out.extend(f"{op} ({domain})" for op in converters.registered_op_types(domain))
     return out
 
 
