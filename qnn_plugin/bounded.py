@@ -15,7 +15,7 @@ import types  # noqa: E402
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
 from auto_LiRPA.operators import BoundConv, BoundLinear  # noqa: E402
 
-from .bounds import BOUND_OPS, STEP_BOUNDS, affine_operand, reads_input_box  # noqa: E402
+from .bounds import BOUND_OPS, SHAPE_ONLY, STEP_BOUNDS, affine_operand, reads_input_box  # noqa: E402
 
 METHODS = {
     "ibp": "IBP",
@@ -73,13 +73,13 @@ def _linear_over_box(node):
 
 def _check_ibp_intermediate(self, node):
     """auto_LiRPA's check_IBP_intermediate, extended: take interval bounds when every node back
-    to one with bounds is a listed monotone op, an elementwise affine map with a constant (each
-    output reads one input element, so intervals are exact), or a constant-weight linear layer
-    over an exact input box."""
+    to one with bounds is a listed monotone op, a reshape, an elementwise affine map with a
+    constant (each output reads one input element, so intervals are exact), or a
+    constant-weight linear layer over an exact input box."""
     chain = []
     while not hasattr(node, "lower") or not hasattr(node, "upper"):
-        if type(node) in self.ibp_intermediate:
-            nxt = node.inputs[0]
+        if type(node) in self.ibp_intermediate or isinstance(node, SHAPE_ONLY):
+            nxt = node.inputs[0]  # monotone elementwise, or a pure rearrangement of elements
         else:
             nxt = affine_operand(node)
             if nxt is None:
@@ -106,11 +106,12 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
         raise ValueError(f"unknown bound method {method!r}; expected one of {sorted(METHODS)}")
     if lower.shape != upper.shape:
         raise ValueError(f"lower and upper bounds differ in shape: {tuple(lower.shape)} vs {tuple(upper.shape)}")
-    if bool((lower > upper).any()):
-        raise ValueError("empty box: some lower bound exceeds its upper bound")
-    if not bool(torch.isfinite(lower).all() and torch.isfinite(upper).all()):
-        raise ValueError("box bounds must be finite (no NaN or infinity)")
-    x = BoundedTensor((lower + upper) / 2, PerturbationLpNorm(x_L=lower, x_U=upper))
+    w_min, w_max = torch.aminmax(upper - lower)  # NaN and inf propagate into these two
+    if not (bool(w_min >= 0) and bool(w_max < float("inf"))):
+        raise ValueError("every box must have finite bounds with lower <= upper "
+                         "(found NaN, infinity or an inverted interval)")
+    # the bounded tensor's value only fixes shapes and forward values: any point of the box does
+    x = BoundedTensor(lower, PerturbationLpNorm(x_L=lower, x_U=upper))
     lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
     if intersect_ibp and key != "ibp":
         ilb, iub = bm.compute_bounds(x=(x,), method="IBP", C=C)

@@ -40,7 +40,7 @@ from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, quant_step  # noqa: E402
 # relative slack on the intercepts of sloped lines: covers float32 rounding of x / scale near a
 # step edge and of the intercept arithmetic (slope-0 lines are exact and get none)
 _REL_SLACK = 2.0 ** -20
-_BOX_PRESERVING = (BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze)
+SHAPE_ONLY = (BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze)  # rearrange elements only
 _AFFINE_ELEMENTWISE = (BoundMul, BoundDiv, BoundAdd, BoundSub)
 
 
@@ -64,7 +64,7 @@ def reads_input_box(node) -> bool:
     while True:
         if isinstance(node, BoundInput):
             return True
-        if isinstance(node, _BOX_PRESERVING):
+        if isinstance(node, SHAPE_ONLY):
             node = node.inputs[0]
             continue
         if isinstance(node, (_MonotoneBound, BoundRelu)):
@@ -77,6 +77,15 @@ def reads_input_box(node) -> bool:
                 and tuple(nxt.output_shape) != tuple(node.output_shape):
             return False
         node = nxt
+
+
+def _box_bias(A, mid: Tensor, rad: Tensor, sign: float):
+    """sum over the box of A * y at its min (sign -1) or max (+1): A.mid +- |A|.rad per (spec, batch)."""
+    if A is None:
+        return 0.0
+    dims = "".join(chr(ord("c") + i) for i in range(mid.dim() - 1))
+    eq = f"sb{dims},b{dims}->sb"
+    return torch.einsum(eq, A, mid) + sign * torch.einsum(eq, A.abs(), rad)
 
 
 class _MonotoneBound(BoundOptimizableActivation):
@@ -124,8 +133,12 @@ class _MonotoneBound(BoundOptimizableActivation):
         """Per neuron, the candidate slope with the smallest gap between the two lines."""
         cands = torch.stack((torch.zeros_like(l), self._chord(l, u), self._natural_slope(l, u)))
         _, inf, _, sup = self._lines(cands, cands, l, u)  # slope 0 gives the IBP box
-        best = torch.argmin(sup - inf, dim=0, keepdim=True)  # ties: the first, slope 0
-        return torch.gather(cands, 0, best).squeeze(0)
+        gap = sup - inf
+        best_a, best_gap = cands[0], gap[0]  # ties keep the earlier candidate, slope 0 first
+        for a, g in zip(cands[1:], gap[1:]):
+            better = g < best_gap
+            best_a, best_gap = torch.where(better, a, best_a), torch.where(better, g, best_gap)
+        return best_a
 
     def _reads_box(self) -> bool:
         if self._box_input is None:
@@ -136,8 +149,9 @@ class _MonotoneBound(BoundOptimizableActivation):
         l, u = x.lower, x.upper
         optimizing = self.opt_stage in ("opt", "reuse")
         if self._reads_box():
-            # slope 0 is optimal on an input box: the constant lines f(l) and f(u)
-            shape = self.alpha[self._start][0].shape if optimizing else l.shape
+            # slope 0 is optimal on an input box: the constant lines f(l) and f(u) (reached only
+            # for non-dense A; bound_backward short-cuts the dense case)
+            shape = self.lw.shape if optimizing else l.shape
             self.lw = self.uw = torch.zeros(shape, device=l.device)
             self.lb, self.ub = self.forward(l).expand(shape), self.forward(u).expand(shape)
             return
@@ -149,18 +163,25 @@ class _MonotoneBound(BoundOptimizableActivation):
         self.lw, self.lb, self.uw, self.ub = self._lines(a_low, a_up, l, u)
 
     def bound_backward(self, last_lA, last_uA, x, *const_inputs, **kwargs):
+        none = [(None, None)] * len(const_inputs)  # constant min/max inputs get no A
+        if self._reads_box() and all(a is None or type(a) is Tensor for a in (last_lA, last_uA)):
+            # slope 0 on an input box: the A matrix stops here, and only the concretisation
+            # over the box [f(l), f(u)] is needed -- two contractions, no A product
+            lo, hi = self.forward(x.lower), self.forward(x.upper)
+            mid, rad = (hi + lo) / 2, (hi - lo) / 2
+            lbias = _box_bias(last_lA, mid, rad, -1.0)
+            ubias = _box_bias(last_uA, mid, rad, +1.0)
+            return [(None, None)] + none, lbias, ubias
         As, lbias, ubias = super().bound_backward(last_lA, last_uA, x, **kwargs)
-        if self._reads_box():
-            # slope 0: the bias already holds the exact box concretisation, and the A matrix
-            # beyond this node is zero -- stop propagating it
-            As = [(None, None)]
-        return As + [(None, None)] * len(const_inputs), lbias, ubias
+        return As + none, lbias, ubias
 
     # ---- alpha-CROWN -----------------------------------------------------------------------------
     def init_opt_parameters(self, start_nodes):
+        self.alpha = OrderedDict()
+        if self._reads_box():
+            return  # slope 0 is optimal on an input box: nothing to optimise
         l, u = self.inputs[0].lower, self.inputs[0].upper
         init = self._crown_slope(l, u).detach()
-        self.alpha = OrderedDict()
         for ns, size_s, _ in start_nodes:
             if isinstance(size_s, torch.Size):
                 size_s = int(torch.tensor(size_s).prod())

@@ -27,22 +27,26 @@ OP_NAME = "qnn::QuantStep"
 
 
 def round_values(v: torch.Tensor, rounding: str) -> torch.Tensor:
+    """Round in place (callers pass a fresh tensor)."""
     if rounding == "half_even":
-        return torch.round(v)  # torch.round rounds half to even, as ONNX Round/QuantizeLinear
+        return v.round_()  # round half to even, as ONNX Round/QuantizeLinear
     if rounding == "half_up":
-        return torch.floor(v + 0.5)
+        return v.add_(0.5).floor_()
     if rounding == "floor":
-        return torch.floor(v)
+        return v.floor_()
     if rounding == "ceil":
-        return torch.ceil(v)
+        return v.ceil_()
     raise ValueError(f"unknown rounding {rounding!r}; expected one of {sorted(ROUNDINGS)}")
 
 
 def quant_step(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
                lo: float, hi: float, rounding: str) -> torch.Tensor:
-    """Plain (non-autograd-Function) evaluation, shared by forward and the bound classes."""
-    q = round_values(x / scale, rounding) + zero_point
-    return torch.clamp(q, lo, hi)
+    """clamp(R(x / scale) + zero_point, lo, hi); never differentiated (steps have zero gradient;
+    training uses QuantStepFn's straight-through backward), so it works in place."""
+    with torch.no_grad():
+        q = round_values(torch.div(x, scale), rounding)
+        q.add_(zero_point)
+        return q.clamp_(lo, hi)
 
 
 class Const:
@@ -75,9 +79,11 @@ class QuantStepFn(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, scale, zero_point, lo, hi, rounding):
-        return g.op(OP_NAME, x, scale_t=scale.value.detach().cpu(),
-                    zero_point_t=zero_point.value.detach().cpu(),
-                    lo_f=float(lo), hi_f=float(hi), rounding_s=rounding)
+        out = g.op(OP_NAME, x, scale_t=scale.value.detach().cpu(),
+                   zero_point_t=zero_point.value.detach().cpu(),
+                   lo_f=float(lo), hi_f=float(hi), rounding_s=rounding)
+        out.setType(x.type())  # elementwise: same shape and type (spares torch a warning)
+        return out
 
 
 class QuantStep(nn.Module):
@@ -182,7 +188,9 @@ class ClipFn(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, lo, hi):
-        return g.op(CLIP_OP_NAME, x, lo_f=float(lo), hi_f=float(hi))
+        out = g.op(CLIP_OP_NAME, x, lo_f=float(lo), hi_f=float(hi))
+        out.setType(x.type())
+        return out
 
 
 class Clip(nn.Module):
