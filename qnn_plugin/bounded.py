@@ -15,6 +15,7 @@ import types  # noqa: E402
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
 from auto_LiRPA.operators import BoundConv, BoundLinear  # noqa: E402
 
+from .errors import InputShapeError  # noqa: E402
 from .bounds import BOUND_OPS, SHAPE_ONLY, STEP_BOUNDS, affine_operand, reads_input_box  # noqa: E402
 
 METHODS = {
@@ -49,6 +50,9 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
             opts[k] = v
     if device is None:
         device = example.device
+    check = getattr(model, "check_inputs", None)  # QnnModule: a clear message for a wrong shape
+    if check is not None:
+        check((example,))
     model = model.eval()
     bm = BoundedModule(model, example.to(device), bound_opts=opts, device=device,
                        custom_ops=dict(BOUND_OPS))
@@ -57,6 +61,7 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     bm.ibp_intermediate = list(bm.ibp_intermediate) + [c for c in STEP_BOUNDS
                                                        if c not in bm.ibp_intermediate]
     bm.check_IBP_intermediate = types.MethodType(_check_ibp_intermediate, bm)
+    bm.qnn_input_shape = tuple(example.shape[1:])
     return bm
 
 
@@ -106,6 +111,10 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
         raise ValueError(f"unknown bound method {method!r}; expected one of {sorted(METHODS)}")
     if lower.shape != upper.shape:
         raise ValueError(f"lower and upper bounds differ in shape: {tuple(lower.shape)} vs {tuple(upper.shape)}")
+    expected = getattr(bm, "qnn_input_shape", None)
+    if expected is not None and tuple(lower.shape[1:]) != expected:
+        raise InputShapeError(f"boxes have shape {tuple(lower.shape)}, expected (batch, "
+                              f"{', '.join(map(str, expected))}) as the example given to bounded()")
     w_min, w_max = torch.aminmax(upper - lower)  # NaN and inf propagate into these two
     if not (bool(w_min >= 0) and bool(w_max < float("inf"))):
         raise ValueError("every box must have finite bounds with lower <= upper "

@@ -399,6 +399,28 @@ def _flat_dim(shape: Tuple[int, int, int]) -> int:
     return int(shape[0] * shape[1] * shape[2])
 
 
+def _conv_net_args(input_shape, conv_weights, strides, pads, dense_weights, conv_weight_scales,
+                   dense_weight_scales, act_scales):
+    """Validate the arguments every conv-net builder shares: int8 conv and dense weights, the
+    conv geometry, one weight scale per layer (per output channel allowed) and one activation
+    scale per hidden layer."""
+    cws = [_int_array(w, f"conv_weights[{i}]", -128, 127) for i, w in enumerate(conv_weights)]
+    shapes, strides, pads = _conv_geometry(input_shape, cws, strides, pads)
+    dws = [_int_array(w, f"dense_weights[{i}]", -128, 127) for i, w in enumerate(dense_weights)]
+    dims = _check_chain(dws, _flat_dim(shapes[-1]))
+    n_conv, n_dense = len(cws), len(dws)
+    if len(conv_weight_scales) != n_conv or len(dense_weight_scales) != n_dense:
+        raise ValueError("one weight scale per layer expected")
+    cwsc = [_scale(s, f"conv_weight_scales[{i}]", cws[i].shape[0])
+            for i, s in enumerate(conv_weight_scales)]
+    dwsc = [_scale(s, f"dense_weight_scales[{i}]", dims[i + 1])
+            for i, s in enumerate(dense_weight_scales)]
+    if len(act_scales) != n_conv + n_dense - 1:
+        raise ValueError(f"act_scales has {len(act_scales)} entries, "
+                         f"expected {n_conv + n_dense - 1}")
+    return cws, shapes, strides, pads, dws, dims, n_conv, n_dense, cwsc, dwsc
+
+
 # --------------------------------------------------------------------------- 1. fixed point
 
 def fixed_point_mlp(weights: Sequence[np.ndarray], biases: Optional[Sequence[np.ndarray]] = None,
@@ -613,20 +635,9 @@ def qdq_conv(input_shape: Sequence[int], conv_weights: Sequence[np.ndarray],
     one per conv layer.
     """
     g = _Graph(opset, batch, "qdq_conv")
-    cws = [_int_array(w, f"conv_weights[{i}]", -128, 127) for i, w in enumerate(conv_weights)]
-    shapes, strides, pads = _conv_geometry(input_shape, cws, strides, pads)
-    dws = [_int_array(w, f"dense_weights[{i}]", -128, 127) for i, w in enumerate(dense_weights)]
-    dims = _check_chain(dws, _flat_dim(shapes[-1]))
-    n_conv, n_dense = len(cws), len(dws)
-    if len(conv_weight_scales) != n_conv or len(dense_weight_scales) != n_dense:
-        raise ValueError("one weight scale per layer expected")
-    cwsc = [_scale(s, f"conv_weight_scales[{i}]", cws[i].shape[0])
-            for i, s in enumerate(conv_weight_scales)]
-    dwsc = [_scale(s, f"dense_weight_scales[{i}]", dims[i + 1])
-            for i, s in enumerate(dense_weight_scales)]
-    if len(act_scales) != n_conv + n_dense - 1:
-        raise ValueError(f"act_scales has {len(act_scales)} entries, "
-                         f"expected {n_conv + n_dense - 1}")
+    (cws, shapes, strides, pads, dws, dims, n_conv, n_dense, cwsc, dwsc) = _conv_net_args(
+        input_shape, conv_weights, strides, pads, dense_weights, conv_weight_scales,
+        dense_weight_scales, act_scales)
     asc = [_scale(s, f"act_scales[{i}]") for i, s in enumerate(act_scales)]
     if any(s.ndim for s in asc):
         raise ValueError("act_scales must be scalars (per-tensor)")
@@ -762,20 +773,9 @@ def qoperator_conv(input_shape: Sequence[int], conv_weights: Sequence[np.ndarray
     Padding (``pads``) pads with the input zero point, i.e. with real zeros, in onnxruntime.
     """
     g = _Graph(opset, batch, "qoperator_conv")
-    cws = [_int_array(w, f"conv_weights[{i}]", -128, 127) for i, w in enumerate(conv_weights)]
-    shapes, strides, pads = _conv_geometry(input_shape, cws, strides, pads)
-    dws = [_int_array(w, f"dense_weights[{i}]", -128, 127) for i, w in enumerate(dense_weights)]
-    dims = _check_chain(dws, _flat_dim(shapes[-1]))
-    n_conv, n_dense = len(cws), len(dws)
-    if len(conv_weight_scales) != n_conv or len(dense_weight_scales) != n_dense:
-        raise ValueError("one weight scale per layer expected")
-    cwsc = [_scale(s, f"conv_weight_scales[{i}]", cws[i].shape[0])
-            for i, s in enumerate(conv_weight_scales)]
-    dwsc = [_scale(s, f"dense_weight_scales[{i}]", dims[i + 1])
-            for i, s in enumerate(dense_weight_scales)]
-    if len(act_scales) != n_conv + n_dense - 1:
-        raise ValueError(f"act_scales has {len(act_scales)} entries, "
-                         f"expected {n_conv + n_dense - 1}")
+    (cws, shapes, strides, pads, dws, dims, n_conv, n_dense, cwsc, dwsc) = _conv_net_args(
+        input_shape, conv_weights, strides, pads, dense_weights, conv_weight_scales,
+        dense_weight_scales, act_scales)
     asc = [float(_scale(s, f"act_scales[{i}]")) for i, s in enumerate(act_scales)]
     so = float(_scale(output_scale, "output_scale"))
     cbs = _biases(conv_biases, [0] + [w.shape[0] for w in cws], "conv_biases", integer=True,
@@ -897,20 +897,9 @@ def integer_conv(input_shape: Sequence[int], conv_weights: Sequence[np.ndarray],
     Padding pads the codes with the zero point (real zeros) in onnxruntime.
     """
     g = _Graph(opset, batch, "integer_conv")
-    cws = [_int_array(w, f"conv_weights[{i}]", -128, 127) for i, w in enumerate(conv_weights)]
-    shapes, strides, pads = _conv_geometry(input_shape, cws, strides, pads)
-    dws = [_int_array(w, f"dense_weights[{i}]", -128, 127) for i, w in enumerate(dense_weights)]
-    dims = _check_chain(dws, _flat_dim(shapes[-1]))
-    n_conv, n_dense = len(cws), len(dws)
-    if len(conv_weight_scales) != n_conv or len(dense_weight_scales) != n_dense:
-        raise ValueError("one weight scale per layer expected")
-    cwsc = [_scale(s, f"conv_weight_scales[{i}]", cws[i].shape[0])
-            for i, s in enumerate(conv_weight_scales)]
-    dwsc = [_scale(s, f"dense_weight_scales[{i}]", dims[i + 1])
-            for i, s in enumerate(dense_weight_scales)]
-    if len(act_scales) != n_conv + n_dense - 1:
-        raise ValueError(f"act_scales has {len(act_scales)} entries, "
-                         f"expected {n_conv + n_dense - 1}")
+    (cws, shapes, strides, pads, dws, dims, n_conv, n_dense, cwsc, dwsc) = _conv_net_args(
+        input_shape, conv_weights, strides, pads, dense_weights, conv_weight_scales,
+        dense_weight_scales, act_scales)
     asc = [float(_scale(s, f"act_scales[{i}]")) for i, s in enumerate(act_scales)]
     cbs = _biases(conv_biases, [0] + [w.shape[0] for w in cws], "conv_biases")
     dbs = _biases(dense_biases, dims, "dense_biases")
@@ -1175,6 +1164,32 @@ def _random_conv_weights(rng, input_shape, channels, kernel_sizes, per_axis, pow
     return cws, cwsc
 
 
+def _calibrate_float_bias_convs(rng, h, cws, cwsc, zp, qmin, qmax, pow2_scales):
+    """Float conv biases and activation scales calibrated on the float calibration batch ``h``
+    (biases put each channel's threshold inside its pre-activation range); returns the last
+    layer's dequantized activations, the biases and the scales."""
+    cbs, asc = [], []
+    for w, s_w in zip(cws, cwsc):
+        s_w64 = np.asarray(s_w, np.float64)
+        pre = _np_conv(h, w * s_w64.reshape(-1, 1, 1, 1) if s_w64.ndim else w * s_w64)
+        b = _bias_for(pre, rng)
+        cbs.append(b.astype(_F32))
+        z = np.maximum(pre + b.reshape(-1, 1, 1), 0)
+        s = _choose_scale(_top(z), qmax - zp, pow2_scales, rng)
+        asc.append(s)
+        h = (_np_q(z, s, zp, qmin, qmax) - zp) * s
+    return h, cbs, asc
+
+
+def _random_dense_head(rng, h, n_out, per_axis, pow2_scales):
+    """Flattened calibration activations and a random int8 dense output layer with its scale."""
+    flat = h.reshape(_N_CAL, -1)
+    wf = rng.normal(size=(flat.shape[1], n_out))
+    s_w = _weight_scale(wf, per_axis, pow2_scales, rng, axis=0)
+    w = np.clip(np.round(wf / s_w), -127, 127).astype(np.int64)
+    return flat, w, s_w
+
+
 def random_qdq_conv(rng: np.random.Generator, input_shape: Optional[Sequence[int]] = None,
                     channels: Optional[Sequence[int]] = None,
                     kernel_sizes: Optional[Union[int, Sequence[int]]] = None,
@@ -1192,19 +1207,8 @@ def random_qdq_conv(rng: np.random.Generator, input_shape: Optional[Sequence[int
     cws, cwsc = _random_conv_weights(rng, input_shape, channels, kernel_sizes, per_axis,
                                      pow2_scales)
     h = (_cal_codes(rng, qmin, qmax, input_shape) - zp_in) * s_in
-    cbs, asc = [], []
-    for w, s_w in zip(cws, cwsc):
-        pre = _np_conv(h, w * np.asarray(s_w, np.float64).reshape(-1, 1, 1, 1))
-        b = _bias_for(pre, rng)
-        cbs.append(b.astype(_F32))
-        z = np.maximum(pre + b.reshape(-1, 1, 1), 0)
-        s = _choose_scale(_top(z), aqmax - azp, pow2_scales, rng)
-        asc.append(s)
-        h = (_np_q(z, s, azp, aqmin, aqmax) - azp) * s
-    flat = h.reshape(_N_CAL, -1)
-    wf = rng.normal(size=(flat.shape[1], n_out))
-    s_w = _weight_scale(wf, per_axis, pow2_scales, rng, axis=0)
-    w = np.clip(np.round(wf / s_w), -127, 127).astype(np.int64)
+    h, cbs, asc = _calibrate_float_bias_convs(rng, h, cws, cwsc, azp, aqmin, aqmax, pow2_scales)
+    flat, w, s_w = _random_dense_head(rng, h, n_out, per_axis, pow2_scales)
     b = _bias_for(flat @ (w * s_w.astype(np.float64)), rng).astype(_F32)
     kw = {k: v for k, v in opts.items() if k not in ("input_scale", "input_zero_point")}
     return qdq_conv(input_shape, cws, cwsc, [w], [s_w if per_axis else float(s_w)], asc, cbs,
@@ -1274,10 +1278,7 @@ def random_qoperator_conv(rng: np.random.Generator, input_shape: Optional[Sequen
         asc.append(s)
         h = (_np_q(z, s, zp_h, qmin, qmax) - zp_h) * s
         prev_s = s
-    flat = h.reshape(_N_CAL, -1)
-    wf = rng.normal(size=(flat.shape[1], n_out))
-    s_w = _weight_scale(wf, per_axis, pow2_scales, rng, axis=0)
-    w = np.clip(np.round(wf / s_w), -127, 127).astype(np.int64)
+    flat, w, s_w = _random_dense_head(rng, h, n_out, per_axis, pow2_scales)
     pre = flat @ (w * s_w.astype(np.float64))
     room = min(qmax - zp_out, zp_out - qmin)
     so = _choose_scale(float(np.abs(pre).max()) or 1.0, room, pow2_scales, rng)
@@ -1327,20 +1328,8 @@ def random_integer_conv(rng: np.random.Generator, input_shape: Optional[Sequence
     cws, cwsc = _random_conv_weights(rng, input_shape, channels, kernel_sizes, per_axis,
                                      pow2_scales)
     h = (_cal_codes(rng, qmin, qmax, input_shape) - zp_in) * s_in
-    cbs, asc = [], []
-    for w, s_w in zip(cws, cwsc):
-        s_w64 = np.asarray(s_w, np.float64)
-        pre = _np_conv(h, w * s_w64.reshape(-1, 1, 1, 1) if s_w64.ndim else w * s_w64)
-        b = _bias_for(pre, rng)
-        cbs.append(b.astype(_F32))
-        z = np.maximum(pre + b.reshape(-1, 1, 1), 0)
-        s = _choose_scale(_top(z), qmax - zp_h, pow2_scales, rng)
-        asc.append(s)
-        h = (_np_q(z, s, zp_h, qmin, qmax) - zp_h) * s
-    flat = h.reshape(_N_CAL, -1)
-    wf = rng.normal(size=(flat.shape[1], n_out))
-    s_w = _weight_scale(wf, per_axis, pow2_scales, rng, axis=0)
-    w = np.clip(np.round(wf / s_w), -127, 127).astype(np.int64)
+    h, cbs, asc = _calibrate_float_bias_convs(rng, h, cws, cwsc, zp_h, qmin, qmax, pow2_scales)
+    flat, w, s_w = _random_dense_head(rng, h, n_out, per_axis, pow2_scales)
     b = _bias_for(flat @ (w * s_w.astype(np.float64)), rng).astype(_F32)
     kw = {k: v for k, v in opts.items() if k not in ("input_scale", "input_zero_point")}
     return integer_conv(input_shape, cws, cwsc, [w], [s_w if per_axis else float(s_w)], asc,

@@ -91,3 +91,12 @@ def test_vnncomp_float_models_agree_with_onnxruntime_and_bound_soundly(path):
     for method in ("ibp", "crown", "alpha-crown"):
         lb, ub = qp.compute_bounds(bm, lower, upper, method)
         assert torch.all(lb <= ys.min(0).values + 1e-4) and torch.all(ub >= ys.max(0).values - 1e-4)
+
+
+def test_bounding_with_wrong_shapes_gives_clear_errors():
+    net = qp.load_onnx(tiny_model())
+    with pytest.raises(qp.InputShapeError, match="expected Nx3"):
+        qp.bounded(net, torch.zeros(1, 5))
+    bm = qp.bounded(net, torch.zeros(2, 3))
+    with pytest.raises(qp.InputShapeError, match=r"expected \(batch, 3\)"):
+        qp.compute_bounds(bm, torch.zeros(2, 4), torch.ones(2, 4))
