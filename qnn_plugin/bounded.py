@@ -121,8 +121,28 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
                          "(found NaN, infinity or an inverted interval)")
     # the bounded tensor's value only fixes shapes and forward values: any point of the box does
     x = BoundedTensor(lower, PerturbationLpNorm(x_L=lower, x_U=upper))
-    lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
+    if C is not None and C.shape[0] == 1 and lower.shape[0] > 1:
+        C = C.expand(lower.shape[0], *C.shape[1:])
+    if C is not None and C.shape[0] != lower.shape[0]:
+        raise ValueError(f"C has batch {C.shape[0]} but there are {lower.shape[0]} boxes")
+    try:
+        lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
+    except RuntimeError as exc:  # alpha-CROWN on a model with nothing to optimise
+        if key not in ("alpha-crown", "crown-optimized") or "does not require grad" not in str(exc):
+            raise
+        lb, ub = bm.compute_bounds(x=(x,), method="CROWN", C=C)
     if intersect_ibp and key != "ibp":
-        ilb, iub = bm.compute_bounds(x=(x,), method="IBP", C=C)
+        ilb, iub = _ibp(bm, x, C)
         lb, ub = torch.maximum(lb, ilb), torch.minimum(ub, iub)
     return lb, ub
+
+
+def _ibp(bm, x, C):
+    """IBP bounds of the output, then of C @ output by interval arithmetic (auto_LiRPA's own C
+    merging fails when the last node is a MatMul)."""
+    lb, ub = bm.compute_bounds(x=(x,), method="IBP")
+    if C is None:
+        return lb, ub
+    lb, ub = lb.reshape(lb.shape[0], -1, 1), ub.reshape(ub.shape[0], -1, 1)
+    pos, neg = C.clamp(min=0), C.clamp(max=0)
+    return (pos @ lb + neg @ ub).squeeze(-1), (pos @ ub + neg @ lb).squeeze(-1)

@@ -40,6 +40,8 @@ from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, quant_step  # noqa: E402
 # relative slack on the intercepts of sloped lines: covers float32 rounding of x / scale near a
 # step edge and of the intercept arithmetic (slope-0 lines are exact and get none)
 _REL_SLACK = 2.0 ** -20
+# outward widening of a step's input bounds (relative, and in units of the step width): see _widen
+_WIDEN_REL, _WIDEN_ABS = 2.0 ** -20, 2.0 ** -10
 SHAPE_ONLY = (BoundReshape, BoundFlatten, BoundSqueeze, BoundUnsqueeze)  # rearrange elements only
 _AFFINE_ELEMENTWISE = (BoundMul, BoundDiv, BoundAdd, BoundSub)
 
@@ -59,15 +61,15 @@ def affine_operand(node):
 def reads_input_box(node) -> bool:
     """True if the values ``node`` can take are exactly a product of per-coordinate sets whose
     hull is its interval bounds: the perturbed input seen through reshapes, elementwise affine
-    maps with constants and elementwise monotone ops (no broadcast copies, which would tie
-    coordinates together). Over such a node, interval arithmetic is as tight as CROWN."""
+    maps with constants and the plugin's elementwise steps (no broadcast copies, which would tie
+    coordinates together; not through ReLU, whose alpha-CROWN state needs the backward pass). Over such a node, interval arithmetic is as tight as CROWN."""
     while True:
         if isinstance(node, BoundInput):
             return True
         if isinstance(node, SHAPE_ONLY):
             node = node.inputs[0]
             continue
-        if isinstance(node, (_MonotoneBound, BoundRelu)):
+        if isinstance(node, _MonotoneBound):
             nxt = node.inputs[0]
         else:
             nxt = affine_operand(node)
@@ -103,9 +105,25 @@ class _MonotoneBound(BoundOptimizableActivation):
     def _natural_slope(self, l: Tensor, u: Tensor) -> Tensor:
         return self._chord(l, u)
 
+    def _step_width(self):
+        """Input distance between neighbouring step edges (sets the absolute widening)."""
+        return None
+
+    def _widen(self, l: Tensor, u: Tensor):
+        """Input bounds pushed outward before a discontinuous step: auto_LiRPA computes linear
+        layers' bounds in float32 without outward rounding (and in another order than the
+        forward pass), so a bound that should sit on a step edge can land one ulp inside and
+        lose a whole level. Not needed where the step reads the input box: interval arithmetic
+        there evaluates the very float operations of the forward pass at the box ends."""
+        width = self._step_width()
+        if width is None or self._reads_box():
+            return l, u
+        pad = _WIDEN_REL * torch.maximum(l.abs(), u.abs()) + _WIDEN_ABS * width
+        return l - pad, u + pad
+
     # ---- abstractions --------------------------------------------------------------------------
     def interval_propagate(self, *v):
-        l, u = v[0][0], v[0][1]
+        l, u = self._widen(v[0][0], v[0][1])
         return self.forward(l), self.forward(u)
 
     def _chord(self, l: Tensor, u: Tensor) -> Tensor:
@@ -140,22 +158,29 @@ class _MonotoneBound(BoundOptimizableActivation):
             best_a, best_gap = torch.where(better, a, best_a), torch.where(better, g, best_gap)
         return best_a
 
+    def _constant_lines_only(self) -> bool:
+        """True where _inf_sup's closed form does not apply; lines of slope 0 are always sound."""
+        return False
+
     def _reads_box(self) -> bool:
         if self._box_input is None:
             self._box_input = reads_input_box(self.inputs[0])
         return self._box_input
 
     def bound_relax(self, x):
-        l, u = x.lower, x.upper
+        l, u = self._widen(x.lower, x.upper)
         optimizing = self.opt_stage in ("opt", "reuse")
         if self._reads_box():
             # slope 0 is optimal on an input box: the constant lines f(l) and f(u) (reached only
             # for non-dense A; bound_backward short-cuts the dense case)
-            shape = self.lw.shape if optimizing else l.shape
+            shape = (2, 1, *l.shape) if optimizing else l.shape  # (A-sides, spec) broadcast
             self.lw = self.uw = torch.zeros(shape, device=l.device)
             self.lb, self.ub = self.forward(l).expand(shape), self.forward(u).expand(shape)
             return
-        if optimizing:
+        if self._constant_lines_only():
+            shape = (2, 1, *l.shape) if optimizing else l.shape
+            a_low = a_up = torch.zeros(shape, device=l.device)
+        elif optimizing:
             alpha = self.alpha[self._start]  # (2 lines, 2 A-sides, spec, *l.shape)
             a_low, a_up = alpha[0], alpha[1]
         else:
@@ -178,9 +203,9 @@ class _MonotoneBound(BoundOptimizableActivation):
     # ---- alpha-CROWN -----------------------------------------------------------------------------
     def init_opt_parameters(self, start_nodes):
         self.alpha = OrderedDict()
-        if self._reads_box():
-            return  # slope 0 is optimal on an input box: nothing to optimise
-        l, u = self.inputs[0].lower, self.inputs[0].upper
+        if self._reads_box() or self._constant_lines_only():
+            return  # slope 0 is optimal (input box) or the only slope allowed: nothing to optimise
+        l, u = self._widen(self.inputs[0].lower, self.inputs[0].upper)
         init = self._crown_slope(l, u).detach()
         for ns, size_s, _ in start_nodes:
             if isinstance(size_s, torch.Size):
@@ -212,8 +237,19 @@ class BoundQuantStep(_MonotoneBound):
             self.rounding = self.rounding.decode()
         self.delta = ROUNDINGS[self.rounding]
 
+        # _inf_sup assumes unit-spaced levels: clamp limits on the lattice zero_point + Z
+        self._on_lattice = all(
+            abs(lim) == float("inf") or bool(torch.all(torch.frac(lim - self.zero_point) == 0))
+            for lim in (self.lo, self.hi))
+
     def forward(self, x):
         return quant_step(x, self.scale, self.zero_point, self.lo, self.hi, self.rounding)
+
+    def _step_width(self):
+        return self.scale
+
+    def _constant_lines_only(self) -> bool:
+        return not self._on_lattice
 
     def _natural_slope(self, l, u):
         return (1.0 / self.scale).expand_as(l)
@@ -238,6 +274,9 @@ class BoundSign(_MonotoneBound):
 
     def forward(self, x):
         return torch.sign(x)
+
+    def _step_width(self):
+        return 2.0 ** -10  # no natural unit: widen by 2**-20 absolute (times _WIDEN_ABS)
 
     def _inf_sup(self, a, l, u):
         kl, ku = torch.sign(l), torch.sign(u)

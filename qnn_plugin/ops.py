@@ -196,9 +196,8 @@ class ClipFn(torch.autograd.Function):
 class Clip(nn.Module):
     def __init__(self, lo: float = -math.inf, hi: float = math.inf):
         super().__init__()
-        if lo > hi:
-            raise ValueError(f"empty clip range [{lo}, {hi}]")
-        self.lo, self.hi = float(lo), float(hi)
+        # min > max: every output is max (ONNX Clip and torch.clamp agree)
+        self.lo, self.hi = float(min(lo, hi)), float(hi)
 
     def forward(self, x):
         return ClipFn.apply(x, self.lo, self.hi)

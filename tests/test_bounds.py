@@ -237,3 +237,86 @@ def test_bad_boxes_are_rejected(bad):
         upper = torch.ones(1, 3)
     with pytest.raises(ValueError):
         qp.compute_bounds(bm, lower, upper, "crown")
+
+
+# ------------------------------------------------------------------ regressions (review) ------
+ALL_METHODS = ("ibp", "crown", "crown-ibp", "alpha-crown")
+
+
+def test_float_rounding_before_a_step_does_not_lose_a_level():
+    """0.4f * 1 - 0.4f is exactly 0, but interval arithmetic (mid/radius) lands 1 ulp below:
+    floor must still see 0 at the upper end."""
+    fc = nn.Linear(1, 1)
+    with torch.no_grad():
+        fc.weight.fill_(0.4)
+        fc.bias.fill_(-0.4)
+    net = nn.Sequential(fc, QuantStep(0.125, 0.0, -128, 127, "floor")).eval()
+    lo, hi = torch.tensor([[0.8]]), torch.tensor([[1.0]])
+    assert net(hi).item() == 0.0
+    bm = qp.bounded(net, lo)
+    for method in ALL_METHODS:
+        lb, ub = qp.compute_bounds(bm, lo, hi, method)
+        assert ub.item() >= 0.0 and lb.item() <= net(lo).item(), method
+
+
+class _OffLattice(nn.Module):
+    """y = Q(x) - 2x with clamp limits off the level lattice (Round then Clip(-0.5, 3))."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(1, 1)
+        with torch.no_grad():
+            self.fc.weight.fill_(1.0)
+            self.fc.bias.zero_()
+        self.q = QuantStep(1.0, 0.0, -0.5, 3.0, "half_even")
+
+    def forward(self, x):
+        h = self.fc(x)
+        return self.q(h) - 2 * h
+
+
+def test_clamp_limits_off_the_level_lattice():
+    net = _OffLattice().eval()
+    lo, hi = torch.tensor([[-0.55]]), torch.tensor([[0.6]])
+    xs = torch.linspace(-0.55, 0.6, 2001)[:, None]
+    y = net(xs).detach()
+    bm = qp.bounded(net, lo)
+    for method in ALL_METHODS:
+        lb, ub = qp.compute_bounds(bm, lo, hi, method)
+        assert lb.item() <= y.min().item() + 1e-5 and ub.item() >= y.max().item() - 1e-5, method
+
+
+def test_alpha_crown_with_relu_between_box_reading_steps():
+    net = nn.Sequential(QuantStep(0.25, 0, -8, 7), nn.ReLU(), QuantStep(0.5, 0, 0, 3), nn.Linear(3, 2)).eval()
+    lo, hi = torch.tensor([[-0.6, 0.1, 0.4]]), torch.tensor([[0.3, 0.9, 1.2]])
+    xs = lo + (hi - lo) * torch.rand(4000, 3)
+    y = net(torch.cat([xs, lo, hi])).detach()
+    bm = qp.bounded(net, lo)
+    for method in ALL_METHODS:
+        lb, ub = qp.compute_bounds(bm, lo, hi, method)
+        assert torch.all(lb <= y.min(0).values + 1e-5) and torch.all(ub >= y.max(0).values - 1e-5)
+
+
+class _NothingToOptimise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = QuantStep(0.25, 0, -8, 7)
+
+    def forward(self, x):
+        return x - self.q(x)
+
+
+def test_alpha_crown_with_nothing_to_optimise_and_batch_one_C():
+    net = _NothingToOptimise().eval()
+    lo, hi = torch.tensor([[-0.3, 0.1], [0.2, 0.5]]), torch.tensor([[0.3, 0.2], [0.4, 0.9]])
+    bm = qp.bounded(net, lo)
+    C = torch.tensor([[[1.0, -1.0]]])  # batch 1: applies to every box
+    lb, ub = qp.compute_bounds(bm, lo, hi, "alpha-crown", C=C)
+    assert lb.shape == (2, 1)
+    xs = lo[None] + (hi - lo)[None] * torch.rand(2000, 2, 2)
+    cy = (net(xs.reshape(-1, 2)).reshape(2000, 2, 2) @ C[0].T).detach()
+    assert torch.all(lb <= cy.min(0).values + 1e-5) and torch.all(ub >= cy.max(0).values - 1e-5)
+
+
+def test_clip_with_min_above_max_outputs_max():
+    assert Clip(3.0, 1.0)(torch.tensor([-5.0, 2.0, 9.0])).tolist() == [1.0, 1.0, 1.0]

@@ -108,6 +108,9 @@ def fold_constant_quantization(model: onnx.ModelProto) -> int:
         zp = vals[2] if len(vals) > 2 else None
         if node.op_type == "DequantizeLinear":
             out = semantics.dequantize_linear(vals[0], vals[1], zp, **kw)
+        elif semantics.qtype(zp.dtype if zp is not None else
+                             (_attr(node, "output_dtype", 0) or onnx.TensorProto.UINT8)).bits < 8:
+            continue  # int4/int2 initializers cannot be written from numpy; converted instead
         else:
             out = semantics.quantize_linear(vals[0], vals[1], zp,
                                             output_dtype=_attr(node, "output_dtype", 0) or None, **kw)
@@ -190,7 +193,7 @@ def fuse_binarize(model: onnx.ModelProto) -> int:
         for a, b in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
             p = g.producer.get(a)
             c = g.const(b)
-            if p is not None and p.op_type == "Sign" and c is not None and c.size == 1 \
+            if p is not None and p.op_type == "Sign" and c is not None and c.size == 1 and c.ndim <= 1 \
                     and 0 < float(c.reshape(())) < 1 and g.single_consumer(p.output[0]) is add:
                 inner = p
         if inner is None:
