@@ -99,12 +99,17 @@ def _check_ibp_intermediate(self, node):
 
 
 def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str = "crown",
-                   C: Optional[Tensor] = None, intersect_ibp: bool = True) -> Tuple[Tensor, Tensor]:
+                   C: Optional[Tensor] = None, intersect_ibp: bool = True,
+                   chunk: Optional[int] = 256) -> Tuple[Tensor, Tensor]:
     """Bounds of ``bm``'s output (or of ``C @ output``) over the boxes [lower, upper] (one per row).
 
-    ``method``: ibp, crown, crown-ibp or alpha-crown. ``C`` has shape (batch, n_spec, n_out).
+    ``method``: ibp, crown, crown-ibp or alpha-crown. ``C`` has shape (batch, n_spec, n_out), or
+    (1, n_spec, n_out) for the same specification on every box.
     With ``intersect_ibp`` (default) linear-relaxation bounds are intersected with IBP's: both are
     sound, and at a saturated quantized output IBP's [q(l), q(u)] can be the tighter one.
+    Linear-relaxation methods bound at most ``chunk`` boxes per pass: their A matrices grow with
+    neurons x batch x inputs, and past a few hundred boxes a larger pass is no faster per box,
+    only bigger (None: one pass).
     """
     key = method.lower()
     if key not in METHODS:
@@ -125,6 +130,11 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
         C = C.expand(lower.shape[0], *C.shape[1:])
     if C is not None and C.shape[0] != lower.shape[0]:
         raise ValueError(f"C has batch {C.shape[0]} but there are {lower.shape[0]} boxes")
+    if key != "ibp" and chunk and lower.shape[0] > chunk:
+        parts = [compute_bounds(bm, lower[i:i + chunk], upper[i:i + chunk], method,
+                                None if C is None else C[i:i + chunk], intersect_ibp, None)
+                 for i in range(0, lower.shape[0], chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     try:
         lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
     except RuntimeError as exc:  # alpha-CROWN on a model with nothing to optimise

@@ -320,3 +320,16 @@ def test_alpha_crown_with_nothing_to_optimise_and_batch_one_C():
 
 def test_clip_with_min_above_max_outputs_max():
     assert Clip(3.0, 1.0)(torch.tensor([-5.0, 2.0, 9.0])).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_chunked_bounds_equal_one_pass():
+    torch.manual_seed(1)
+    net = nn.Sequential(QuantStep(0.125, 0, -8, 7), nn.Linear(3, 6), QuantStep(0.25, 0, 0, 7, "floor"),
+                        nn.Linear(6, 2)).eval()
+    lower = torch.rand(5, 3) - 0.5
+    upper = lower + 0.2
+    bm = qp.bounded(net, lower)
+    C = torch.randn(5, 1, 2)
+    one = qp.compute_bounds(bm, lower, upper, "crown", C=C, chunk=None)
+    parts = qp.compute_bounds(bm, lower, upper, "crown", C=C, chunk=2)
+    assert torch.allclose(one[0], parts[0]) and torch.allclose(one[1], parts[1])
