@@ -23,7 +23,10 @@ setup(
         "appdirs",
         "packaging",
         "pyyaml",
+        # VNN-LIB parsing (qnn_plugin.spec works around its documented gaps; pinned for that)
+        "vnnlib==1.0.2",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
-    entry_points={"console_scripts": ["qnn-bound=qnn_plugin.cli:bound_main"]},
+    entry_points={"console_scripts": ["qnn-bound=qnn_plugin.cli:bound_main",
+                                     "qnn-verify=qnn_plugin.cli_verify:main"]},
 )

@@ -33,7 +33,8 @@ class Fix:
     why: str
     needed: Callable[[], bool]
     apply: Callable[[], None]
-    phase: str = "pre"  # "pre": before importing auto_LiRPA; "post": patches its classes
+    # "pre": before importing auto_LiRPA; "import": imports it; "post": patches its classes
+    phase: str = "pre"
 
 
 FIXES: List[Fix] = []
@@ -50,6 +51,30 @@ def _fix(name: str, why: str, needed: Callable[[], bool], phase: str = "pre"):
 # --------------------------------------------------------------------------------------------
 # torch.onnx internals moved around across 2.x; find the exporter globals wherever they are.
 # --------------------------------------------------------------------------------------------
+def _jit_script_deprecated() -> bool:
+    import inspect
+
+    try:
+        return "is deprecated" in inspect.getsource(torch.jit.script)
+    except (OSError, TypeError):
+        return False
+
+
+@_fix("jit_script_warning", "torch >= 2.10 warns that torch.jit.script is deprecated when "
+      "auto_LiRPA calls it at import (after auto_LiRPA sets its own 'once' filter, so a global "
+      "filter cannot catch it): import auto_LiRPA recording warnings, and drop that one",
+      _jit_script_deprecated, phase="import")
+def _jit_script_warning():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # recorded, whatever the filters say
+        warnings.simplefilter("always")
+        importlib.import_module("auto_LiRPA")
+    for w in caught:  # pass every other warning on
+        if "`torch.jit.script` is deprecated" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 _GLOBALS_MODULES = (
     "torch.onnx._internal.torchscript_exporter._globals",  # torch >= 2.9
     "torch.onnx._globals",  # torch 2.0 .. 2.8
@@ -249,12 +274,21 @@ def _fold_constant_operand(original, signs):
         var, c = (1, 0) if const[0] else (0, 1)
         value = (x, y)[c].forward_value
 
+        # a constant without a batch dimension (or with batch 1) enters the bias as one
+        # matrix-vector product, without an A-sized temporary
+        shape = tuple(last_lA.shape[2:] if last_lA is not None else last_uA.shape[2:])
+        v = value[0] if value.dim() == len(shape) + 1 and value.shape[0] == 1 else value
+        flat = torch.broadcast_to(v, shape).reshape(-1) if v.dim() <= len(shape) else None
+
         def one_side(last_A):
             if last_A is None:
                 return None, 0.0
             A_var = self.broadcast_backward(signs[var] * last_A, (x, y)[var])
-            bias = (last_A * value).reshape(last_A.shape[0], last_A.shape[1], -1).sum(-1) * signs[c]
-            return A_var, bias
+            if flat is not None:
+                bias = last_A.reshape(last_A.shape[0], last_A.shape[1], -1) @ flat.to(last_A.dtype)
+            else:
+                bias = (last_A * value).reshape(last_A.shape[0], last_A.shape[1], -1).sum(-1)
+            return A_var, bias * signs[c]
 
         lA, lbias = one_side(last_lA)
         uA, ubias = one_side(last_uA)
@@ -297,7 +331,7 @@ def apply() -> List[str]:
     """Apply every needed fix once (idempotent). Returns the names of the fixes applied."""
     global _DONE
     if not _DONE:
-        for phase in ("pre", "post"):  # "post" fixes patch auto_LiRPA classes, so import it between
+        for phase in ("pre", "import", "post"):
             for fix in FIXES:
                 if fix.phase == phase and fix.needed():
                     fix.apply()

@@ -15,3 +15,7 @@ class UnsupportedOperatorError(QnnPluginError):
 
 class InputShapeError(QnnPluginError, ValueError):
     """An input tensor does not have the shape the model declares."""
+
+
+class SpecError(QnnPluginError, ValueError):
+    """A VNN-LIB property is malformed, unsupported, or does not fit the model."""

@@ -148,3 +148,13 @@ def test_contrib_domain_node_names_have_no_dot():
     from onnx2torch.onnx_graph import OnnxGraph
 
     assert "." not in OnnxGraph.generate_node_name(helper.make_node("QGemm", [], [], domain="com.microsoft"))
+
+
+def test_jit_script_deprecation_silenced():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-W", "default", "-c", "import qnn_plugin.bounded"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch.jit.script` is deprecated" not in out.stderr

@@ -1,0 +1,157 @@
+"""verify(model, spec): the library entry point of the complete verifier.
+
+Phases, per case of the spec (an input box with its unsafe set):
+  1. attack: random points of the box and PGD with straight-through gradients;
+  2. branch and bound (bab.search) on the input grid, or on the float box when the network
+     has no input quantizer; every candidate counterexample is confirmed by the exact semantics
+     and by onnxruntime before the answer is sat.
+The answer is sat as soon as one case has a confirmed counterexample, unsat when every case's
+search space was exhausted, else timeout/unknown.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ..spec import Spec, read_vnnlib
+from . import attack, bab
+from .check import Checker
+from .network import Network
+from .problem import Problem
+from .result import Counterexample, VerifyResult
+
+
+def _device(device: Optional[Union[str, torch.device]]) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], *,
+           timeout: float = 60.0, device: Optional[str] = None, seed: int = 0,
+           method: str = "crown", split: str = "strong", batch: Optional[int] = None,
+           attack_starts: int = 64, attack_steps: int = 50,
+           progress: bool = False) -> VerifyResult:
+    """Verify the VNN-LIB property ``spec`` (path or parsed Spec) on the ONNX network ``model``
+    within ``timeout`` seconds, counted from the call (the answer comes back before it expires).
+
+    ``method``: bound method inside branch and bound (``crown``, ``crown-ibp``: interval bounds
+    for hidden layers, ``ibp``);
+    ``split``: split rule (``strong``: bound the children of candidate dimensions and keep the
+    best split; ``gain``: |A_d| * width_d from CROWN; ``widest``: longest edge); ``batch``: boxes
+    per bound call (default: sized to a 1 GiB budget). Bad input raises a QnnPluginError subclass
+    whose message names the file and what is wrong.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + max(0.0, timeout - min(1.0, 0.05 * timeout))
+    if method not in bab.LIRPA_METHODS:
+        raise ValueError(f"method must be one of {sorted(bab.LIRPA_METHODS)}, got {method!r}")
+    if split not in bab.SPLIT_RULES:
+        raise ValueError(f"split must be one of {bab.SPLIT_RULES}, got {split!r}")
+    dev = _device(device)
+    if not isinstance(spec, Spec):
+        spec = read_vnnlib(spec)
+    net = Network(model, dev)
+    spec.check_model(net.n_in, net.n_out)
+    checker = Checker(net)
+    stats = dict(time_load=time.monotonic() - t0, time_attack=0.0, time_bab=0.0,
+                 input_grid=float(net.grid is not None), cases=float(len(spec.cases)))
+    gen = torch.Generator().manual_seed(seed)
+    report = _reporter() if progress else None
+    opts = bab.Options(method=method, split=split, batch=batch, progress=report)
+    verdicts = []
+    for i, case in enumerate(spec.cases):
+        problem = Problem.from_case(case, i, dev)
+        found = _attack(net, problem, checker, gen, attack_starts, attack_steps, deadline, stats)
+        if found is not None:
+            return _finish(VerifyResult("sat", found), t0, stats, checker)
+        if time.monotonic() > deadline:
+            return _finish(VerifyResult("timeout", message=f"during the attack on case {i}"),
+                           t0, stats, checker)
+        t1 = time.monotonic()
+        lo, hi = net.domain_box(problem.lower, problem.upper)
+        problem.set_output_bound(_output_bound(net, lo, hi))
+        out = bab.search(net, problem, lo, hi, deadline,
+                         lambda pts, p=problem: _confirm(net, p, checker, pts), opts)
+        stats["time_bab"] += time.monotonic() - t1
+        for k, v in out.stats.items():
+            stats[k] = max(stats.get(k, 0), v) if k == "max_depth" else stats.get(k, 0) + v
+        if out.status == "sat":
+            return _finish(VerifyResult("sat", _counterexample(net, problem, checker, out.points)),
+                           t0, stats, checker)
+        verdicts.append((out.status, out.message))
+        if out.status == "timeout":
+            return _finish(VerifyResult("timeout", message=f"case {i}: {out.message}"), t0, stats, checker)
+    bad = [(s, m) for s, m in verdicts if s != "unsat"]
+    if bad:
+        return _finish(VerifyResult("unknown", message="; ".join(m for _, m in bad)), t0, stats, checker)
+    return _finish(VerifyResult("unsat"), t0, stats, checker)
+
+
+def _attack(net, problem, checker, gen, starts, steps, deadline, stats) -> Optional[Counterexample]:
+    t = time.monotonic()
+    try:
+        lo, hi = net.domain_box(problem.inner_lower, problem.inner_upper)
+        pts = attack.candidates(net, problem, attack.random_points(net, lo, hi, 256, gen))
+        found = _confirm(net, problem, checker, pts)
+        if found is not None and found.shape[0]:
+            return _counterexample(net, problem, checker, found)
+        xs = attack.pgd(net, problem, starts, steps, gen, deadline)
+        for x in xs[:8]:
+            v = checker.check(x.detach().cpu().numpy(), problem)
+            if v.confirmed:
+                return Counterexample(x.detach().cpu().numpy().astype(np.float32), v.y,
+                                      problem.case_index, v.polytope)
+        return None
+    finally:
+        stats["time_attack"] += time.monotonic() - t
+
+
+def _confirm(net: Network, problem: Problem, checker: Checker, points) -> Optional[torch.Tensor]:
+    """The first of the candidate domain points that the checker confirms (as a 1-row tensor)."""
+    if points is None or points.shape[0] == 0:
+        return None
+    xs = net.to_inputs(points, problem.inner_lower, problem.inner_upper)
+    for i in range(min(8, xs.shape[0])):
+        if checker.check(xs[i].cpu().numpy(), problem).confirmed:
+            return points[i:i + 1]
+    return None
+
+
+def _counterexample(net, problem, checker, points) -> Counterexample:
+    x = net.to_inputs(points[:1], problem.inner_lower, problem.inner_upper)[0].cpu().numpy()
+    v = checker.check(x, problem)
+    assert v.confirmed, "internal error: a confirmed counterexample no longer checks"
+    return Counterexample(x.astype(np.float32), v.y, problem.case_index, v.polytope)
+
+
+def _output_bound(net: Network, lo, hi) -> float:
+    """max |y_j| over the root box, by interval bounds."""
+    from ..bounded import compute_bounds
+
+    with torch.no_grad():
+        l, u = compute_bounds(net.bounded_module, lo.reshape(1, *net.input_shape),
+                              hi.reshape(1, *net.input_shape), "ibp")
+    return float(torch.maximum(l.abs(), u.abs()).max().detach())
+
+
+def _finish(res: VerifyResult, t0: float, stats: dict, checker: Checker) -> VerifyResult:
+    stats["candidates_checked"] = float(checker.checked)
+    stats["time_total"] = time.monotonic() - t0
+    res.stats = {k: float(v) for k, v in stats.items()}
+    return res
+
+
+def _reporter():
+    def report(s):
+        print(f"  bounded {int(s['boxes_bounded'])} boxes, {int(s['open'])} open, depth "
+              f"{int(s['max_depth'])}", file=sys.stderr, flush=True)
+    return report

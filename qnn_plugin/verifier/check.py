@@ -1,0 +1,60 @@
+"""Counterexample validation: the exact semantics and onnxruntime must both confirm.
+
+onnxruntime runs with default session options, as the VNN-COMP checker does (with power-of-two
+scales it agrees with the exact semantics bit for bit; with other scales its fused kernels may
+differ by a quantum, and then a candidate one of them rejects is not reported).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .. import semantics
+from .network import Network
+from .problem import Problem
+
+
+@dataclass
+class Verdict:
+    confirmed: bool
+    y: Optional[np.ndarray]  # onnxruntime's output, flat float32
+    polytope: Optional[int]
+    reason: str = ""
+
+
+class Checker:
+    def __init__(self, net: Network):
+        import onnxruntime as ort
+
+        self.net = net
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(net.onnx.SerializeToString(), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.checked = 0
+
+    def check(self, x: np.ndarray, problem: Problem) -> Verdict:
+        """Is the flat float32 input ``x`` a counterexample for ``problem``?"""
+        self.checked += 1
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        lo, hi = problem.inner_lower.cpu().numpy(), problem.inner_upper.cpu().numpy()
+        if not (np.all(x >= lo) and np.all(x <= hi)):
+            return Verdict(False, None, None, "outside the input box")
+        feed = self.net.feed(x)
+        y_ort = np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+        p_ort = problem.violated_exactly(y_ort)
+        if p_ort is None:
+            return Verdict(False, y_ort, None, "onnxruntime output is safe")
+        y_ref = np.asarray(semantics.run_reference(self.net.onnx, feed)[0]).reshape(-1)
+        if problem.violated_exactly(y_ref) is None:
+            return Verdict(False, y_ort, None, "the exact semantics' output is safe")
+        return Verdict(True, y_ort, p_ort)
+
+    def safe_exactly(self, x: np.ndarray, problem: Problem) -> bool:
+        """For a single grid point the bounds left undecided: both evaluators say safe."""
+        feed = self.net.feed(np.asarray(x, dtype=np.float32))
+        y_ref = np.asarray(semantics.run_reference(self.net.onnx, feed)[0]).reshape(-1)
+        y_ort = np.asarray(self.session.run(None, feed)[0]).reshape(-1)
+        return problem.violated_exactly(y_ref) is None and problem.violated_exactly(y_ort) is None

@@ -1,0 +1,99 @@
+"""The network under verification: the ONNX model, its torch module, and the search domain.
+
+For a QNN with an input quantizer the search domain is the integer grid of input codes and the
+network searched is the part after the quantizer (``grid.domain_network``); otherwise it is the
+float input box and the whole network.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor
+
+from ..bounded import bounded
+from ..errors import InputShapeError, ModelLoadError
+from ..onnx_import import load_onnx
+from . import grid as grid_mod
+
+
+class Network:
+    def __init__(self, path: str, device: torch.device):
+        self.path = os.fspath(path)
+        self.device = device
+        self.module = load_onnx(self.path)
+        try:
+            self.onnx = onnx.load(self.path)
+        except Exception as exc:  # load_onnx read it, so this is unexpected
+            raise ModelLoadError(f"{self.path}: {exc}") from None
+        if len(self.module.input_names) != 1:
+            raise InputShapeError(f"{self.path}: the verifier supports networks with one input, "
+                                  f"this one has {len(self.module.input_names)}")
+        shape = self.module.input_shape
+        if any(d is None for d in shape):
+            raise InputShapeError(f"{self.path}: input '{self.module.input_names[0]}' has an "
+                                  f"unknown dimension {shape}; the verifier needs a fixed shape")
+        self.input_shape = tuple(int(d) for d in shape)
+        self.n_in = int(math.prod(self.input_shape))
+        found = grid_mod.detect(self.module.net, self.input_shape)
+        if found is not None:
+            self.grid: Optional[grid_mod.InputGrid] = found[0]
+            self.domain = grid_mod.domain_network(self.module.net, found[1])
+        else:
+            self.grid, self.domain = None, self.module
+        self.module.to(device)
+        self.domain.to(device).eval()
+        with torch.no_grad():
+            y = self.domain(torch.zeros(1, *self.input_shape, device=device))
+        self.n_out = int(y[0].numel())
+        self._bm = None
+
+    @property
+    def bounded_module(self):
+        if self._bm is None:
+            example = torch.zeros(1, *self.input_shape, device=self.device)
+            self._bm = bounded(self.domain, example, self.device)
+        return self._bm
+
+    def evaluate(self, points: Tensor, chunk: int = 4096) -> Tensor:
+        """Domain points (N, n_in): codes for a grid network, inputs otherwise -> outputs (N, n_out)."""
+        outs = []
+        with torch.no_grad():
+            for i in range(0, points.shape[0], chunk):
+                p = points[i:i + chunk].reshape(-1, *self.input_shape)
+                outs.append(self.domain(p).reshape(p.shape[0], -1))
+        return torch.cat(outs) if outs else points.new_zeros(0, self.n_out)
+
+    def forward_inputs(self, x: Tensor) -> Tensor:
+        """The whole network on inputs x (N, n_in), differentiable (straight-through)."""
+        return self.module(x.reshape(-1, *self.input_shape)).reshape(x.shape[0], -1)
+
+    def domain_box(self, lower: Tensor, upper: Tensor):
+        """Input box (n_in,) -> the root box of the search domain."""
+        if self.grid is None:
+            return lower.clone(), upper.clone()
+        lo, hi = self.grid.code_box(lower.unsqueeze(0), upper.unsqueeze(0))
+        return lo[0], hi[0]
+
+    def to_inputs(self, points: Tensor, inner_lower: Tensor, inner_upper: Tensor) -> Tensor:
+        """Domain points -> float32 inputs inside the inner box (codes: their representatives,
+        clamped into the box)."""
+        if self.grid is None:
+            return torch.minimum(torch.maximum(points, inner_lower), inner_upper)
+        return self.grid.inputs_for(points, inner_lower, inner_upper)
+
+    def to_points(self, x: Tensor) -> Tensor:
+        """Inputs (N, n_in) -> domain points (codes for a grid network)."""
+        return x if self.grid is None else self.grid.codes(x)
+
+    def feed(self, x_flat: np.ndarray) -> dict:
+        """An onnxruntime / reference feed for one flat input."""
+        inp = self.onnx.graph.input[0]
+        dims = inp.type.tensor_type.shape.dim
+        batch = dims[0].dim_value if len(dims) and dims[0].HasField("dim_value") else 1
+        shape = (batch or 1,) + self.input_shape
+        return {self.module.input_names[0]: np.asarray(x_flat, np.float32).reshape(shape)}

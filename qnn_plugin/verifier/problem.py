@@ -1,0 +1,122 @@
+"""One case of a VNN-LIB property as tensors: the input box and the unsafe set's rows.
+
+The unsafe set is a disjunction of polytopes {y : A_p y <= b_p}. All rows of all polytopes are
+stacked into one matrix C (so a single bound computation serves every polytope), and the
+*margin* of an output y is
+
+    margin(y) = min_p max_r (C_r y - b_r)   over the rows r of polytope p,
+
+so margin(y) <= 0 exactly when y is unsafe, and a box is safe when, for every polytope, some
+row's lower bound exceeds its b (strictly: the unsafe set is closed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_NEG = -float("inf")
+
+
+def float32_box(lower: np.ndarray, upper: np.ndarray, inward: bool):
+    """The float32 box of a float64 box: ``inward`` keeps only float32 values inside it (where
+    counterexamples must come from); outward also keeps the float32 neighbours a real input of
+    the box could round to (the set to prove safe)."""
+    lo32, hi32 = lower.astype(np.float32), upper.astype(np.float32)
+    if inward:
+        lo32 = np.where(lo32.astype(np.float64) < lower, np.nextafter(lo32, np.float32(np.inf)), lo32)
+        hi32 = np.where(hi32.astype(np.float64) > upper, np.nextafter(hi32, np.float32(-np.inf)), hi32)
+    else:
+        lo32 = np.where(lo32.astype(np.float64) > lower, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+        hi32 = np.where(hi32.astype(np.float64) < upper, np.nextafter(hi32, np.float32(np.inf)), hi32)
+    return lo32, hi32
+
+
+@dataclass
+class Problem:
+    """A case of a spec on a device: boxes (outer: to prove; inner: for counterexamples),
+    the stacked rows C (R, n_out) and b (R,), and each row's polytope index."""
+
+    lower: Tensor        # (n_in,) float32, outward-rounded
+    upper: Tensor
+    inner_lower: Tensor  # (n_in,) float32, inward-rounded (may be empty: lower > upper)
+    inner_upper: Tensor
+    C: Tensor            # (R, n_out) float32
+    b: Tensor            # (R,) float32 (rounded up: a superset of the unsafe set)
+    poly: Tensor         # (R,) int64
+    n_poly: int
+    A64: np.ndarray      # (R, n_out) the spec's rows, float64 (for exact checks)
+    b64: np.ndarray      # (R,)
+    case_index: int = 0
+    # C differs from A64 where a coefficient is not a float32: (R,) |A64 - C| summed per row,
+    # times a bound on |y| (set by the verifier), is added to the proof threshold
+    slack: Optional[Tensor] = None
+
+    @classmethod
+    def from_case(cls, case, index: int, device) -> "Problem":
+        lo, hi = float32_box(case.lower, case.upper, inward=False)
+        ilo, ihi = float32_box(case.lower, case.upper, inward=True)
+        # no float32 strictly inside (e.g. lower == upper == 0.1): the nearest float32 stands in
+        empty = ilo > ihi
+        ilo = np.where(empty, case.lower.astype(np.float32), ilo)
+        ihi = np.where(empty, case.lower.astype(np.float32), ihi)
+        rows = [p.A for p in case.unsafe]
+        C = np.concatenate(rows, 0) if rows else np.zeros((0, 0))
+        b = np.concatenate([p.b for p in case.unsafe], 0) if rows else np.zeros(0)
+        poly = np.concatenate([np.full(len(p.b), i) for i, p in enumerate(case.unsafe)]) if rows else np.zeros(0)
+        b32 = b.astype(np.float32)
+        b32 = np.where(b32.astype(np.float64) < b, np.nextafter(b32, np.float32(np.inf)), b32)
+        t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
+        return cls(t(lo), t(hi), t(ilo), t(ihi), t(C), t(b32), t(poly, torch.int64),
+                   len(case.unsafe), C.astype(np.float64), b.astype(np.float64), index)
+
+    @property
+    def coefficient_error(self) -> np.ndarray:
+        """(R,) sum_j |A64 - float32(A64)|: zero unless a coefficient is not a float32."""
+        return np.abs(self.A64 - self.C.double().cpu().numpy()).sum(axis=1)
+
+    def set_output_bound(self, y_abs_max: float) -> None:
+        """Account for non-float32 coefficients, given max |y_j| over the whole box."""
+        err = self.coefficient_error * float(y_abs_max)
+        self.slack = torch.as_tensor(err, dtype=torch.float32, device=self.b.device)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.b.numel())
+
+    def poly_max(self, row_values: Tensor) -> Tensor:
+        """(N, R) per-row values -> (N, n_poly) maximum over each polytope's rows."""
+        out = torch.full((row_values.shape[0], self.n_poly), _NEG, dtype=row_values.dtype,
+                         device=row_values.device)
+        idx = self.poly.unsqueeze(0).expand_as(row_values)
+        return out.scatter_reduce(1, idx, row_values, reduce="amax", include_self=True)
+
+    def margins(self, y: Tensor) -> Tensor:
+        """(N, n_out) outputs -> (N,) margin; <= 0 means unsafe."""
+        rows = y.reshape(y.shape[0], -1).float() @ self.C.T - self.b
+        return self.poly_max(rows).min(dim=1).values
+
+    def refuted(self, row_lower: Tensor) -> Tensor:
+        """(N, R) lower bounds of C y -> (N, n_poly) bool: polytope proven empty on the box.
+
+        A row counts only when its bound clears b by a relative 1e-6 (plus ``slack``): bounds
+        are float32 sums, and a proof must not rest on their last bits."""
+        tol = 1e-6 * (1.0 + row_lower.abs() + self.b.abs())
+        if self.slack is not None:
+            tol = tol + self.slack
+        gap = torch.where(row_lower - self.b > tol, row_lower - self.b, torch.zeros_like(row_lower))
+        return self.poly_max(gap) > 0
+
+    def violated_exactly(self, y: np.ndarray) -> Optional[int]:
+        """The first polytope that output y (flat, any float type) lies in, evaluated in float64
+        against the spec's own rows, or None."""
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        vals = self.A64 @ y - self.b64
+        poly = self.poly.cpu().numpy()
+        for p in range(self.n_poly):
+            if np.all(vals[poly == p] <= 0):
+                return p
+        return None

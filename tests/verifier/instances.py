@@ -1,0 +1,64 @@
+"""Small verification instances with exhaustive ground truth.
+
+An instance is a random small QNN (any encoding), a box around a random input-grid point, and an
+unsafe set; the truth is the exact semantics (onnxruntime with graph optimisations off, which the
+foundation's tests show equal to the reference semantics) on every input that realises a code
+the box reaches (tests/grid.py)."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from qnn_plugin.spec import Case, Polytope, Spec
+from tests.grid import random_grid_box, reachable_inputs
+
+
+def exact_outputs(model, x: np.ndarray) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0].reshape(1, -1)
+                           for i in range(len(x))])
+
+
+def unsafe_sets(rng, y: np.ndarray, kind: str):
+    """Polytopes over outputs y (N, n_out) observed on the box: a robustness property for the
+    label of the first point, or random rows whose thresholds fall inside the observed range."""
+    n_out = y.shape[1]
+    if kind == "robust":
+        lab = int(np.argmax(y[0]))
+        polys = []
+        for j in range(n_out):
+            if j != lab:
+                A = np.zeros((1, n_out))
+                A[0, lab], A[0, j] = 1.0, -1.0
+                polys.append(Polytope(A, np.zeros(1)))
+        return tuple(polys)
+    polys = []
+    for _ in range(int(rng.integers(1, 3))):
+        m = int(rng.integers(1, 3))
+        A = rng.integers(-2, 3, size=(m, n_out)).astype(np.float64)
+        A[A.sum(axis=1) == 0, 0] += 1.0
+        v = y @ A.T
+        q = rng.uniform(0.0, 0.3, size=m)
+        polys.append(Polytope(A, np.quantile(v, q, axis=0).diagonal().copy()))
+    return tuple(polys)
+
+
+def truth_sat(y: np.ndarray, polys) -> bool:
+    return any(np.all(y @ p.A.T <= p.b, axis=1).any() for p in polys)
+
+
+def grid_instance(rng, built, kind: str, free: int = 3):
+    """(spec, truth) for a box with up to ``free`` non-point coordinates."""
+    lower, upper = random_grid_box(rng, built.input_scale, built.input_zero_point,
+                                   built.input_qmin, built.input_qmax, built.input_shape, free)
+    grid = built.grid_values()
+    x = reachable_inputs(grid, lower, upper, built.input_shape)
+    y = exact_outputs(built.model, x)
+    polys = unsafe_sets(rng, y, kind)
+    lo = lower.numpy().reshape(-1).astype(np.float64)
+    hi = upper.numpy().reshape(-1).astype(np.float64)
+    spec = Spec((Case(lo, hi, polys),), lo.size, y.shape[1], "<test>")
+    return spec, truth_sat(y, polys)

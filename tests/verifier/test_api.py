@@ -1,0 +1,128 @@
+"""verify(): counterexamples, several cases, float inputs, timeouts and bad input."""
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qnn_plugin import onnx_builders as ob
+from qnn_plugin.errors import ModelLoadError, SpecError
+from qnn_plugin.spec import Case, Polytope, Spec, parse_vnnlib
+from qnn_plugin.verifier import verify
+
+from .instances import exact_outputs
+
+
+def _save(tmp_path, built, name="net.onnx"):
+    path = tmp_path / name
+    path.write_bytes(built.model.SerializeToString())
+    return str(path)
+
+
+def _vnnlib(lower, upper, rows, n_out):
+    """VNN-LIB 1.0 text: the box, and an unsafe set given as a list of (coeffs, b) atoms, all
+    of which must hold."""
+    lines = [f"(declare-const X_{i} Real)" for i in range(len(lower))]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(n_out)]
+    for i, (lo, hi) in enumerate(zip(lower, upper)):
+        lines += [f"(assert (>= X_{i} {float(lo)!r}))", f"(assert (<= X_{i} {float(hi)!r}))"]
+    for coeffs, b in rows:
+        terms = " ".join(f"(* {float(c)!r} Y_{j})" for j, c in enumerate(coeffs) if c)
+        lines.append(f"(assert (<= (+ {terms} 0.0) {float(b)!r}))")
+    return "\n".join(lines) + "\n"
+
+
+def test_sat_counterexample_is_in_box_and_confirmed(tmp_path):
+    rng = np.random.default_rng(3)
+    built = ob.random_fixed_point_mlp(rng, sizes=[4, 8, 3])
+    path = _save(tmp_path, built)
+    lower, upper = np.full(4, 0.2), np.full(4, 0.6)
+    # unsafe: y_0 <= +inf-ish threshold -> trivially sat somewhere
+    y = exact_outputs(built.model, np.full((1, 4), 0.4, np.float32))[0]
+    spec = parse_vnnlib(_vnnlib(lower, upper, [([1.0, 0.0, 0.0], float(y[0]))], 3))
+    res = verify(path, spec, timeout=30)
+    assert res.verdict == "sat"
+    x = res.counterexample.x
+    assert x.dtype == np.float32 and x.shape == (4,)
+    assert np.all(x >= 0.2) and np.all(x <= 0.6)
+    y_cex = exact_outputs(built.model, x.reshape(1, 4))[0]
+    assert y_cex[0] <= y[0]
+    assert res.stats["time_total"] > 0
+
+
+def test_second_case_decides(tmp_path):
+    """A spec with two input boxes: the first is safe, the second holds the violation."""
+    rng = np.random.default_rng(5)
+    built = ob.random_fixed_point_mlp(rng, sizes=[2, 5, 2])
+    path = _save(tmp_path, built)
+    a = exact_outputs(built.model, np.array([[0.1, 0.1]], np.float32))[0]
+    b = exact_outputs(built.model, np.array([[0.9, 0.9]], np.float32))[0]
+    if a[0] == b[0]:
+        pytest.skip("degenerate network")
+    # unsafe: y_0 == b_0 exactly (two rows); first box is the single point 0.1, second 0.9
+    poly = Polytope(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([b[0], -b[0]], dtype=np.float64))
+    cases = (Case(np.full(2, 0.1), np.full(2, 0.1), (poly,)),
+             Case(np.full(2, 0.9), np.full(2, 0.9), (poly,)))
+    res = verify(path, Spec(cases, 2, 2, "<t>"), timeout=30)
+    assert res.verdict == "sat" and res.counterexample.case == 1
+
+
+def test_float_input_network_unsat_and_sat(tmp_path):
+    """A network without an input quantizer: float branch and bound is sound; a robust box
+    around a confidently classified point is proven, a huge box is falsified."""
+    rng = np.random.default_rng(11)
+    built = ob.random_sign_mlp(rng, sizes=[3, 6, 3])
+    path = _save(tmp_path, built)
+    x0 = np.zeros((1, 3), np.float32)
+    y0 = exact_outputs(built.model, x0)[0]
+    lab = int(np.argmax(y0))
+    polys = tuple(Polytope(np.eye(3)[[lab]] - np.eye(3)[[j]], np.zeros(1)) for j in range(3) if j != lab)
+    tiny = Spec((Case(np.full(3, -1e-7), np.full(3, 1e-7), polys),), 3, 3, "<t>")
+    res = verify(path, tiny, timeout=30)
+    xs = np.random.default_rng(0).uniform(-1e-7, 1e-7, size=(200, 3)).astype(np.float32)
+    ys = exact_outputs(built.model, xs)
+    violated = any((ys[:, lab] - ys[:, j] <= 0).any() for j in range(3) if j != lab)
+    assert res.verdict in (("sat",) if violated else ("unsat", "sat"))
+    big = Spec((Case(np.full(3, -100.0), np.full(3, 100.0), polys),), 3, 3, "<t>")
+    res = verify(path, big, timeout=30)
+    ys = exact_outputs(built.model, np.random.default_rng(1).uniform(-100, 100, (500, 3)).astype(np.float32))
+    if any((ys[:, lab] - ys[:, j] <= 0).any() for j in range(3) if j != lab):
+        assert res.verdict == "sat"
+
+
+ACASXU = Path(__file__).resolve().parents[3] / "shared" / "vnncomp" / "acasxu"
+
+
+@pytest.mark.skipif(not ACASXU.is_dir(), reason="VNN-COMP acasxu benchmark not present")
+def test_timeout_is_respected():
+    """An instance that takes minutes (acasxu 3_3 property 2): the answer is timeout, on time."""
+    t = time.monotonic()
+    res = verify(str(ACASXU / "onnx" / "ACASXU_run2a_3_3_batch_2000.onnx"),
+                 str(ACASXU / "vnnlib" / "prop_2.vnnlib"), timeout=4.0)
+    took = time.monotonic() - t
+    assert res.verdict == "timeout", res
+    assert took < 4.0
+
+
+def test_spec_model_size_mismatch(tmp_path):
+    built = ob.random_fixed_point_mlp(np.random.default_rng(0), sizes=[4, 5, 3])
+    path = _save(tmp_path, built)
+    spec = parse_vnnlib(_vnnlib(np.zeros(5), np.ones(5), [([1.0, 0.0, 0.0], 0.0)], 3))
+    with pytest.raises(SpecError, match="5"):
+        verify(path, spec)
+
+
+def test_missing_model_file(tmp_path):
+    spec = parse_vnnlib(_vnnlib(np.zeros(2), np.ones(2), [([1.0], 0.0)], 1))
+    with pytest.raises(ModelLoadError, match="nope.onnx"):
+        verify(str(tmp_path / "nope.onnx"), spec)
+
+
+def test_bad_options(tmp_path):
+    built = ob.random_fixed_point_mlp(np.random.default_rng(0), sizes=[2, 3, 2])
+    path = _save(tmp_path, built)
+    spec = parse_vnnlib(_vnnlib(np.zeros(2), np.ones(2), [([1.0, 0.0], 0.0)], 2))
+    with pytest.raises(ValueError, match="method"):
+        verify(path, spec, method="magic")
+    with pytest.raises(ValueError, match="split"):
+        verify(path, spec, split="random")

@@ -1,0 +1,88 @@
+"""Branch-and-bound pieces: splits partition boxes, never on a tie; problem margins."""
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qnn_plugin.spec import Case, Polytope
+from qnn_plugin.verifier.bab import split
+from qnn_plugin.verifier.problem import Problem, float32_box
+
+
+@settings(max_examples=200, deadline=None)
+@given(lo=st.lists(st.integers(-50, 50), min_size=1, max_size=4), data=st.data())
+def test_integer_split_partitions_the_codes(lo, data):
+    lo_t = torch.tensor([lo], dtype=torch.float32)
+    widths = data.draw(st.lists(st.integers(0, 9), min_size=len(lo), max_size=len(lo)))
+    hi_t = lo_t + torch.tensor([widths], dtype=torch.float32)
+    splittable = [i for i, w in enumerate(widths) if w > 0]
+    if not splittable:
+        return
+    d = data.draw(st.sampled_from(splittable))
+    c_lo, c_hi = split(lo_t, hi_t, torch.tensor([d]), integer=True)
+    assert torch.all(c_lo == torch.floor(c_lo)) and torch.all(c_hi == torch.floor(c_hi))
+    assert torch.all(c_lo <= c_hi)
+    # the two children hold every code of the parent exactly once
+    parent = set(range(int(lo_t[0, d]), int(hi_t[0, d]) + 1))
+    left = set(range(int(c_lo[0, d]), int(c_hi[0, d]) + 1))
+    right = set(range(int(c_lo[1, d]), int(c_hi[1, d]) + 1))
+    assert left | right == parent and not (left & right)
+    other = [i for i in range(len(lo)) if i != d]
+    assert torch.equal(c_lo[:, other], lo_t[:, other].expand(2, -1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.floats(-1e3, 1e3, width=32), w=st.floats(0, 1e3, width=32))
+def test_float_split_covers_and_shrinks(a, w):
+    lo = torch.tensor([[a]], dtype=torch.float32)
+    hi = torch.tensor([[np.float32(a) + np.float32(w)]], dtype=torch.float32)
+    if not torch.isfinite(hi).all() or hi[0, 0] <= lo[0, 0]:
+        return
+    c_lo, c_hi = split(lo, hi, torch.tensor([0]), integer=False)
+    assert c_lo[0, 0] == lo[0, 0] and c_hi[1, 0] == hi[0, 0]
+    assert c_hi[0, 0] >= c_lo[1, 0] or np.nextafter(np.float32(c_hi[0, 0]), np.float32(np.inf)) == c_lo[1, 0]
+    for i in range(2):  # strictly smaller, so every box ends as a point
+        assert (c_hi[i, 0] - c_lo[i, 0]) < (hi[0, 0] - lo[0, 0])
+
+
+def test_float32_boxes_round_the_right_way():
+    lower, upper = np.array([0.1, -0.3]), np.array([0.2, 0.7])
+    ilo, ihi = float32_box(lower, upper, inward=True)
+    olo, ohi = float32_box(lower, upper, inward=False)
+    assert np.all(ilo.astype(np.float64) >= lower) and np.all(ihi.astype(np.float64) <= upper)
+    assert np.all(olo.astype(np.float64) <= lower) and np.all(ohi.astype(np.float64) >= upper)
+    assert np.all(olo <= ilo) and np.all(ohi >= ihi)
+
+
+def _problem(polys, n_in=2):
+    case = Case(np.zeros(n_in), np.ones(n_in), tuple(polys))
+    return Problem.from_case(case, 0, torch.device("cpu"))
+
+
+def test_margin_is_nonpositive_exactly_on_the_unsafe_set():
+    # unsafe: (y0 <= 1 and y1 <= 0) or (y0 >= 3)
+    p = _problem([Polytope(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0])),
+                  Polytope(np.array([[-1.0, 0.0]]), np.array([-3.0]))])
+    y = torch.tensor([[1.0, 0.0], [1.0, 0.5], [3.0, 9.0], [2.0, -1.0], [0.0, -5.0]])
+    m = p.margins(y)
+    assert (m <= 0).tolist() == [True, False, True, False, True]
+    for yi, mi in zip(y.numpy(), m):
+        assert (p.violated_exactly(yi) is not None) == bool(mi <= 0)
+
+
+def test_refuted_needs_every_polytope_and_a_clear_margin():
+    p = _problem([Polytope(np.array([[1.0, 0.0]]), np.array([1.0])),
+                  Polytope(np.array([[0.0, 1.0]]), np.array([2.0]))])
+    lb = torch.tensor([[1.5, 2.5], [1.5, 1.0], [1.0, 2.0], [1.0 + 1e-9, 3.0]])
+    ref = p.refuted(lb)
+    assert ref.tolist() == [[True, True], [True, False], [False, False], [False, True]]
+
+
+def test_coefficients_that_are_not_float32_add_slack():
+    p = _problem([Polytope(np.array([[0.1, -0.1]]), np.array([0.0]))])
+    assert p.coefficient_error[0] > 0
+    p.set_output_bound(1e6)
+    lb = torch.tensor([[1e-3]])
+    assert not p.refuted(lb).any()  # 1e-3 is inside the rounding slack of 0.1 * 1e6-sized outputs
+    p.set_output_bound(1.0)
+    assert p.refuted(lb).all()
