@@ -31,6 +31,10 @@ DEFAULT_BOUND_OPTS = {
     "conv_mode": "matrix",
     # alpha-CROWN asserts on a ReLU feeding a Linear whose output is not a ReLU otherwise
     "sparse_intermediate_bounds": False,
+    # auto_LiRPA 0.3 keeps sparse alpha indices with a full alpha when more than this share of
+    # a ReLU layer is unstable (an indentation slip), and alpha-CROWN then crashes: at 1.0 the
+    # sparse form is always used, which is consistent
+    "minimum_sparsity": 1.0,
     "optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1, "enable_beta_crown": False},
 }
 
@@ -61,6 +65,11 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     bm.ibp_intermediate = list(bm.ibp_intermediate) + [c for c in STEP_BOUNDS
                                                        if c not in bm.ibp_intermediate]
     bm.check_IBP_intermediate = types.MethodType(_check_ibp_intermediate, bm)
+    bm.check_IBP_first_linear = types.MethodType(_check_ibp_first_linear, bm)
+    # names of nodes carrying the verifier's branching constraints as reference bounds (set by
+    # verifier/bab.bound_rows around one bound computation); auto_LiRPA's own internal
+    # reference bounds (alpha-CROWN) keep the short-cuts
+    bm.qnn_branch_nodes = frozenset()
     bm.qnn_input_shape = tuple(example.shape[1:])
     return bm
 
@@ -81,6 +90,8 @@ def _check_ibp_intermediate(self, node):
     to one with bounds is a listed monotone op, a reshape, an elementwise affine map with a
     constant (each output reads one input element, so intervals are exact), or a
     constant-weight linear layer over an exact input box."""
+    if node.name in self.qnn_branch_nodes:
+        return False  # a branching constraint: take the CROWN path, which applies it
     chain = []
     while not hasattr(node, "lower") or not hasattr(node, "upper"):
         if type(node) in self.ibp_intermediate or isinstance(node, SHAPE_ONLY):
@@ -96,6 +107,14 @@ def _check_ibp_intermediate(self, node):
     for n in reversed(chain):
         self.IBP_general(n)
     return True
+
+
+def _check_ibp_first_linear(self, node):
+    """auto_LiRPA's short-cut for a first linear layer returns before reference bounds (the
+    verifier's branching constraints) are applied: skip it for constrained nodes."""
+    if node.name in self.qnn_branch_nodes:
+        return False
+    return type(self).check_IBP_first_linear(self, node)
 
 
 def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str = "crown",

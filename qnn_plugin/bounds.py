@@ -242,8 +242,18 @@ class BoundQuantStep(_MonotoneBound):
             abs(lim) == float("inf") or bool(torch.all(torch.frac(lim - self.zero_point) == 0))
             for lim in (self.lo, self.hi))
 
+    # per-domain level ranges set by the verifier's activation branching (verifier/activations.py):
+    # (batch, *shape) tensors clamping the levels further; None when not branching
+    split_lo = split_hi = None
+
     def forward(self, x):
-        return quant_step(x, self.scale, self.zero_point, self.lo, self.hi, self.rounding)
+        q = quant_step(x, self.scale, self.zero_point, self.lo, self.hi, self.rounding)
+        if self.split_lo is not None:
+            if q.shape[-self.split_lo.dim():] != self.split_lo.shape:
+                raise RuntimeError(f"internal error: level constraints of shape "
+                                   f"{tuple(self.split_lo.shape)} for a tensor of shape {tuple(q.shape)}")
+            q = torch.maximum(torch.minimum(q, self.split_hi), self.split_lo)
+        return q
 
     def _step_width(self):
         return self.scale

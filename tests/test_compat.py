@@ -158,3 +158,16 @@ def test_jit_script_deprecation_silenced():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "torch.jit.script` is deprecated" not in out.stderr
+
+
+def test_alpha_crown_on_mostly_unstable_relu_layer():
+    """auto_LiRPA 0.3 crashed (sparse alpha indices with a full alpha) when more than 90% of
+    a ReLU layer was unstable; bounded() sets minimum_sparsity=1.0 to avoid it."""
+    import qnn_plugin as qp
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    x = torch.zeros(1, 20)
+    bm = qp.bounded(net, x)
+    lb, ub = qp.compute_bounds(bm, x - 1.0, x + 1.0, "alpha-crown")
+    assert torch.all(lb <= ub)

@@ -37,7 +37,8 @@ def _device(device: Optional[Union[str, torch.device]]) -> torch.device:
 
 def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], *,
            timeout: float = 60.0, device: Optional[str] = None, seed: int = 0,
-           method: str = "crown", split: str = "strong", batch: Optional[int] = None,
+           method: str = "crown", split: str = "strong", branch: str = "auto",
+           batch: Optional[int] = None,
            attack_starts: int = 64, attack_steps: int = 50,
            progress: bool = False) -> VerifyResult:
     """Verify the VNN-LIB property ``spec`` (path or parsed Spec) on the ONNX network ``model``
@@ -47,13 +48,18 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     for hidden layers, ``ibp``);
     ``split``: split rule (``strong``: bound the children of candidate dimensions and keep the
     best split; ``gain``: |A_d| * width_d from CROWN; ``widest``: longest edge); ``batch``: boxes
-    per bound call (default: sized to a 1 GiB budget). Bad input raises a QnnPluginError subclass
+    per bound call (default: sized to a 1 GiB budget); ``branch``: ``input`` (split the input
+    box only), ``activation`` (split undecided hidden ReLUs and quantization steps first, the
+    input box when none is left), ``auto`` (activation for inputs of more than 16 values). Bad input raises a QnnPluginError subclass
     whose message names the file and what is wrong.
     """
     t0 = time.monotonic()
-    deadline = t0 + max(0.0, timeout - min(1.0, 0.05 * timeout))
+    # stop early enough to return (and write results) before the timeout expires
+    deadline = t0 + max(0.0, timeout - max(0.5, min(2.0, 0.05 * timeout)))
     if method not in bab.LIRPA_METHODS:
         raise ValueError(f"method must be one of {sorted(bab.LIRPA_METHODS)}, got {method!r}")
+    if branch not in bab.BRANCH_MODES:
+        raise ValueError(f"branch must be one of {bab.BRANCH_MODES}, got {branch!r}")
     if split not in bab.SPLIT_RULES:
         raise ValueError(f"split must be one of {bab.SPLIT_RULES}, got {split!r}")
     dev = _device(device)
@@ -66,9 +72,11 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
                  input_grid=float(net.grid is not None), cases=float(len(spec.cases)))
     gen = torch.Generator().manual_seed(seed)
     report = _reporter() if progress else None
-    opts = bab.Options(method=method, split=split, batch=batch, progress=report)
+    opts = bab.Options(method=method, split=split, branch=branch, batch=batch, progress=report)
     verdicts = []
     for i, case in enumerate(spec.cases):
+        if not case.unsafe:  # an empty disjunction: nothing is unsafe in this box
+            continue
         problem = Problem.from_case(case, i, dev)
         found = _attack(net, problem, checker, gen, attack_starts, attack_steps, deadline, stats)
         if found is not None:
@@ -79,8 +87,7 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         t1 = time.monotonic()
         lo, hi = net.domain_box(problem.lower, problem.upper)
         problem.set_output_bound(_output_bound(net, lo, hi))
-        out = bab.search(net, problem, lo, hi, deadline,
-                         lambda pts, p=problem: _confirm(net, p, checker, pts), opts)
+        out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker), opts)
         stats["time_bab"] += time.monotonic() - t1
         for k, v in out.stats.items():
             stats[k] = max(stats.get(k, 0), v) if k == "max_depth" else stats.get(k, 0) + v
@@ -124,6 +131,21 @@ def _confirm(net: Network, problem: Problem, checker: Checker, points) -> Option
         if checker.check(xs[i].cpu().numpy(), problem).confirmed:
             return points[i:i + 1]
     return None
+
+
+class _Judge:
+    """Exact decisions on domain points for the search (see bab.search)."""
+
+    def __init__(self, net: Network, problem: Problem, checker: Checker):
+        self.net, self.problem, self.checker = net, problem, checker
+
+    def confirm(self, points):
+        return _confirm(self.net, self.problem, self.checker, points)
+
+    def exactly_safe(self, points) -> torch.Tensor:
+        xs = self.net.to_inputs(points, self.problem.inner_lower, self.problem.inner_upper)
+        return torch.tensor([self.checker.safe_exactly(x.cpu().numpy(), self.problem)
+                             for x in xs], dtype=torch.bool, device=points.device)
 
 
 def _counterexample(net, problem, checker, points) -> Counterexample:

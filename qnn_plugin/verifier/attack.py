@@ -38,7 +38,7 @@ def pgd(net: Network, problem: Problem, n_starts: int, steps: int, gen: torch.Ge
     """L-inf PGD on the whole network (straight-through gradients through the quantizers) from
     ``n_starts`` random starts inside the inner box; returns violating inputs (N, n_in)."""
     lo, hi = problem.inner_lower, problem.inner_upper
-    if not bool((lo <= hi).all()):
+    if n_starts <= 0 or steps <= 0 or not bool((lo <= hi).all()):
         return lo.new_zeros(0, lo.numel())
     width = hi - lo
     x = lo + torch.rand((n_starts, lo.numel()), generator=gen).to(lo.device) * width

@@ -22,12 +22,14 @@ import torch
 from torch import Tensor
 
 from ..bounded import _ibp
+from . import activations as act
 from .network import Network
 from .problem import Problem
 
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 
 SPLIT_RULES = ("strong", "gain", "widest")
+BRANCH_MODES = ("auto", "input", "activation")
 # bound methods inside the search -> auto_LiRPA's names (crown-ibp: interval bounds for the
 # hidden layers, CROWN for the output)
 LIRPA_METHODS = {"ibp": "IBP", "crown": "backward", "crown-ibp": "CROWN-IBP"}
@@ -39,6 +41,10 @@ class Options:
     method: str = "crown"          # bound method inside the search: crown | crown-ibp | ibp
     split: str = "strong"          # split rule: strong | gain | widest
     round_seconds: float = 2.0     # a round (pop, bound, split) is sized to take about this long
+    root_alpha: bool = True        # try alpha-CROWN on the root box when CROWN does not prove it
+    branch: str = "auto"           # input | activation | auto (activations when the input is big)
+    input_split_max_dims: int = 16  # auto: inputs up to this size are split, larger ones not
+    enumerate_max: int = 256       # code boxes with at most this many points are enumerated
     batch: Optional[int] = None    # boxes per bound call (None: sized to memory)
     memory_bytes: int = 1 << 30    # budget for one bound call's A matrices
     max_pool_bytes: int = 4 << 30  # open boxes kept at most (then the search gives up: unknown)
@@ -54,64 +60,82 @@ class Outcome:
 
 
 class _Pool:
-    """Open boxes as stacked tensors."""
+    """Open domains as stacked tensors with a common first dimension: the input box (lo, hi),
+    the polytopes still open, depth, the ordering key, and the activation constraints."""
 
-    def __init__(self, lo: Tensor, hi: Tensor, n_poly: int):
-        self.lo, self.hi = lo.unsqueeze(0), hi.unsqueeze(0)
-        self.open = torch.ones(1, n_poly, dtype=torch.bool, device=lo.device)
-        self.depth = torch.zeros(1, dtype=torch.int64, device=lo.device)
-        self.key = torch.full((1,), -_INF, device=lo.device)
+    def __init__(self, fields: Dict[str, Tensor]):
+        self.f = dict(fields)
 
     def __len__(self):
-        return self.lo.shape[0]
+        return self.f["lo"].shape[0]
 
-    def pop(self, k: int):
-        """The k boxes with the lowest key (worst parent bound): likeliest to hold a violation."""
+    def pop(self, k: int) -> Dict[str, Tensor]:
+        """The k domains with the lowest key (worst parent bound): likeliest to hold a violation."""
         if k >= len(self):
-            out = (self.lo, self.hi, self.open, self.depth)
-            self.lo, self.hi = self.lo[:0], self.hi[:0]
-            self.open, self.depth, self.key = self.open[:0], self.depth[:0], self.key[:0]
+            out, self.f = self.f, {name: v[:0] for name, v in self.f.items()}
             return out
-        idx = torch.topk(self.key, k, largest=False).indices
-        keep = torch.ones(len(self), dtype=torch.bool, device=self.key.device)
+        idx = torch.topk(self.f["key"], k, largest=False).indices
+        keep = torch.ones(len(self), dtype=torch.bool, device=idx.device)
         keep[idx] = False
-        out = (self.lo[idx], self.hi[idx], self.open[idx], self.depth[idx])
-        self.lo, self.hi, self.open = self.lo[keep], self.hi[keep], self.open[keep]
-        self.depth, self.key = self.depth[keep], self.key[keep]
+        out = {name: v[idx] for name, v in self.f.items()}
+        self.f = {name: v[keep] for name, v in self.f.items()}
         return out
 
-    def push(self, lo, hi, open_, depth, key):
-        self.lo, self.hi = torch.cat([self.lo, lo]), torch.cat([self.hi, hi])
-        self.open, self.depth = torch.cat([self.open, open_]), torch.cat([self.depth, depth])
-        self.key = torch.cat([self.key, key])
+    def push(self, fields: Dict[str, Tensor]) -> None:
+        self.f = {name: torch.cat([v, fields[name]]) for name, v in self.f.items()}
 
     def nbytes(self) -> int:
-        return 2 * self.lo.numel() * self.lo.element_size()
+        return sum(v.numel() * v.element_size() for v in self.f.values())
+
+
+def _take(fields: Dict[str, Tensor], idx) -> Dict[str, Tensor]:
+    return {name: v[idx] for name, v in fields.items()}
+
+
+@dataclass
+class Bounds:
+    lb: Tensor                           # (N, R) lower bounds of C y
+    lA: Optional[Tensor] = None          # (N, R, n) linear lower bound's input coefficients
+    ranges: Optional[list] = None        # per activation layer: (N, numel) settling ranges
+    layer_A: Optional[list] = None       # per activation layer: (N, R, numel) or None
 
 
 def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: str,
-               need_A: bool) -> Tuple[Tensor, Optional[Tensor]]:
-    """Lower bounds (N, R) of C y over the domain boxes, and with CROWN the A matrices (N, R, n)
-    of the linear lower bounds (None for IBP)."""
+               need_A: bool, layers: Optional[list] = None,
+               state: Optional[Dict[str, Tensor]] = None) -> Bounds:
+    """Bounds of C y over the domain boxes under the domains' activation constraints
+    (``state``, for ``layers``); with ``layers`` also each activation's range and the
+    decisive rows' sensitivity to it (for branching)."""
     bm = net.bounded_module
     shape = (lo.shape[0],) + net.input_shape
     lo_s, hi_s = lo.reshape(shape), hi.reshape(shape)
     x = BoundedTensor(lo_s, PerturbationLpNorm(x_L=lo_s, x_U=hi_s))
     C = problem.C.unsqueeze(0).expand(lo.shape[0], -1, -1)
-    ilb, _ = _ibp(bm, x, C)
-    if method == "ibp":
-        return ilb, None
-    lirpa = LIRPA_METHODS[method]
-    if need_A:
+    ref = act.install(layers, state) if layers else {}
+    bm.qnn_branch_nodes = frozenset(ref)
+    try:
+        ilb, _ = _ibp(bm, x, C)
+        if method == "ibp":
+            return Bounds(ilb)
         out, inp = bm.output_name[0], bm.input_name[0]
-        lb, _, A = bm.compute_bounds(x=(x,), C=C, method=lirpa, bound_upper=False,
-                                     return_A=True, needed_A_dict={out: [inp]})
-        lA = A[out][inp]["lA"]
-        lA = None if lA is None else lA.reshape(lo.shape[0], problem.n_rows, -1)
-    else:
-        lb, _ = bm.compute_bounds(x=(x,), C=C, method=lirpa, bound_upper=False)
-        lA = None
-    return torch.maximum(lb, ilb), lA
+        wanted = ([inp] if need_A else []) + [l.consumer for l in layers or [] if l.consumer]
+        kwargs = dict(return_A=True, needed_A_dict={out: wanted}) if wanted else {}
+        res = bm.compute_bounds(x=(x,), C=C, method=LIRPA_METHODS[method], bound_upper=False,
+                                reference_bounds=ref or None, **kwargs)
+        lb, A = res[0], (res[2][out] if wanted else {})
+        n = lo.shape[0]
+        lA = A[inp]["lA"].reshape(n, problem.n_rows, -1) if need_A and A.get(inp, {}).get("lA") is not None else None
+        bounds = Bounds(torch.maximum(lb, ilb).detach(), None if lA is None else lA.detach())
+        if layers:
+            bounds.ranges = act.ranges(layers, n)
+            bounds.layer_A = [None if (l.consumer not in A or A[l.consumer]["lA"] is None)
+                              else A[l.consumer]["lA"].reshape(n, problem.n_rows, -1).detach()
+                              for l in layers]
+        return bounds
+    finally:
+        bm.qnn_branch_nodes = frozenset()
+        if layers:
+            act.uninstall(layers)
 
 
 def split_scores(lo: Tensor, hi: Tensor, lA: Optional[Tensor], worst_row: Tensor, rule: str) -> Tensor:
@@ -136,12 +160,19 @@ def split(lo: Tensor, hi: Tensor, dim: Tensor, integer: bool):
         left_hi, right_lo = torch.floor((l + h) / 2), torch.floor((l + h) / 2) + 1
     else:
         mid = l + (h - l) / 2
-        inside = (mid > l) & (mid < h)
-        left_hi, right_lo = torch.where(inside, mid, l), torch.where(inside, mid, h)
+        mid = torch.where(torch.isfinite(mid), mid, l / 2 + h / 2)  # h - l overflows past 1.7e38
+        # no float strictly between l and h: split into the two values; a midpoint lost to
+        # rounding otherwise: the next float above l
+        adjacent = torch.nextafter(l, h) >= h
+        mid = torch.where((mid > l) & (mid < h), mid, torch.nextafter(l, h))
+        left_hi, right_lo = torch.where(adjacent, l, mid), torch.where(adjacent, h, mid)
     lo1, hi1, lo2, hi2 = lo.clone(), hi.clone(), lo.clone(), hi.clone()
     hi1[rows, dim] = left_hi
     lo2[rows, dim] = right_lo
-    return torch.cat([lo1, lo2]), torch.cat([hi1, hi2])
+    c_lo, c_hi = torch.cat([lo1, lo2]), torch.cat([hi1, hi2])
+    if not bool((c_lo <= c_hi).all()):
+        raise RuntimeError("internal error: a split produced an inverted box")
+    return c_lo, c_hi
 
 
 def _batch_size(net: Network, problem: Problem, opts: Options) -> int:
@@ -157,110 +188,244 @@ def _batch_size(net: Network, problem: Problem, opts: Options) -> int:
 
 
 def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: float,
-           confirm: Callable[[Tensor], Optional[Tensor]], opts: Options) -> Outcome:
+           judge, opts: Options) -> Outcome:
     """Branch and bound on the domain box [lo, hi].
 
-    ``confirm(points)`` checks candidate domain points (most violating first) exactly and
-    returns the confirmed ones (empty when none is)."""
+    ``judge.confirm(points)`` checks candidate domain points (most violating first) exactly
+    and returns the confirmed ones (None when none is); ``judge.exactly_safe(points)`` decides
+    points whose torch evaluation is too close to the boundary to trust."""
+    confirm = judge.confirm
     integer = net.grid is not None
-    stats = dict(boxes_bounded=0, points_evaluated=0, max_depth=0, rounds=0, candidates=0)
-    pool = _Pool(lo, hi, problem.n_poly)
+    stats = dict(boxes_bounded=0, points_evaluated=0, max_depth=0, rounds=0, candidates=0,
+                 input_splits=0, activation_splits=0)
+    layers = _branching_layers(net, opts)
+    fields = dict(lo=lo.unsqueeze(0), hi=hi.unsqueeze(0),
+                  open=torch.ones(1, problem.n_poly, dtype=torch.bool, device=lo.device),
+                  depth=torch.zeros(1, dtype=torch.int64, device=lo.device),
+                  key=torch.full((1,), -_INF, device=lo.device))
+    fields.update(act.initial_state(layers, lo.device))
+    pool = _Pool(fields)
+    if opts.root_alpha and not bool((lo == hi).all()):
+        pool.f["open"] = _root_alpha(net, problem, lo, hi, stats, deadline)
+        if not bool(pool.f["open"].any()):
+            return Outcome("unsat", stats=stats)
+    state_keys = [k for k in fields if k not in ("lo", "hi", "open", "depth", "key")]
     batch = _batch_size(net, problem, opts)
     disputed = 0
     sec_per_box = None
     last_report = time.monotonic()
     t_round, n_popped = None, 0
     while len(pool):
-        if t_round is not None:  # the last round's cost per box, smoothed
+        if t_round is not None:  # the last round's cost per domain, smoothed
             per_box = (time.monotonic() - t_round) / max(n_popped, 1)
             sec_per_box = per_box if sec_per_box is None else 0.5 * (sec_per_box + per_box)
         if time.monotonic() > deadline:
-            return Outcome("timeout", stats=stats, message=f"{len(pool)} boxes open")
+            return Outcome("timeout", stats=stats, message=f"{len(pool)} domains open")
         if pool.nbytes() > opts.max_pool_bytes:
-            return Outcome("unknown", stats=stats, message=f"gave up: {len(pool)} open boxes "
+            return Outcome("unknown", stats=stats, message=f"gave up: {len(pool)} open domains "
                            f"exceed the memory budget")
         # size the round so that it ends well before the deadline
         left = deadline - time.monotonic()
-        take = batch
+        take = min(batch, 32)  # the first round measures the cost of one
         if sec_per_box is not None:
             take = int(max(1, min(batch, min(opts.round_seconds, left / 2) / sec_per_box)))
         t_round = time.monotonic()
-        b_lo, b_hi, b_open, b_depth = pool.pop(take)
-        n_popped = b_lo.shape[0]
+        d = pool.pop(take)
+        n_popped = d["lo"].shape[0]
         stats["rounds"] += 1
-        stats["max_depth"] = max(stats["max_depth"], int(b_depth.max()))
-        # single points: evaluate exactly
-        point = (b_lo == b_hi).all(dim=1)
+        stats["max_depth"] = max(stats["max_depth"], int(d["depth"].max()))
+        # single points: evaluate exactly (whatever the activation constraints say)
+        # small code boxes: every point, evaluated exactly, costs less than bounding the box
+        point = _small_boxes(d["lo"], d["hi"], opts.enumerate_max if integer else 1)
         if bool(point.any()):
-            pts = b_lo[point]
-            m = problem.margins(net.evaluate(pts))
-            stats["points_evaluated"] += int(pts.shape[0])
-            bad = pts[m <= 0][torch.argsort(m[m <= 0])]
-            if bad.shape[0]:
-                stats["candidates"] += int(bad.shape[0])
-                ok = confirm(bad)
-                if ok is not None and ok.shape[0]:
-                    return Outcome("sat", ok, stats=stats)
-                disputed += int(bad.shape[0])
-            keep = ~point
-            b_lo, b_hi, b_open, b_depth = b_lo[keep], b_hi[keep], b_open[keep], b_depth[keep]
-            if b_lo.shape[0] == 0:
+            pts = _enumerate(d["lo"][point], d["hi"][point])
+            found, n_disputed = _decide_points(net, problem, pts, judge, stats)
+            if found is not None:
+                return Outcome("sat", found, stats=stats)
+            disputed += n_disputed
+            d = _take(d, ~point)
+            if d["lo"].shape[0] == 0:
                 continue
+        state = {k: d[k] for k in state_keys}
         try:
-            lb, lA = bound_rows(net, problem, b_lo, b_hi, opts.method, opts.split != "widest")
+            bd = bound_rows(net, problem, d["lo"], d["hi"], opts.method,
+                            opts.split != "widest", layers, state)
         except RuntimeError as exc:  # out of memory: smaller batches
             if "out of memory" not in str(exc).lower() or batch <= 1:
                 raise
-            pool.push(b_lo, b_hi, b_open, b_depth, torch.full_like(b_depth, -_INF, dtype=torch.float32))
+            pool.push(d)
             batch = max(1, batch // 2)
             continue
-        stats["boxes_bounded"] += int(b_lo.shape[0])
-        b_open = b_open & ~problem.refuted(lb)
-        alive = b_open.any(dim=1)
-        b_lo, b_hi, b_open, b_depth, lb = b_lo[alive], b_hi[alive], b_open[alive], b_depth[alive], lb[alive]
-        lA = None if lA is None else lA[alive]
-        if b_lo.shape[0] == 0:
+        stats["boxes_bounded"] += int(d["lo"].shape[0])
+        d["open"] = d["open"] & ~problem.refuted(bd.lb)
+        alive = d["open"].any(dim=1)
+        if not bool(alive.any()):
             continue
-        # worst open polytope's best row: the bound that decides this box
-        slack = lb - problem.b
+        d, bd = _take(d, alive), _take_bounds(bd, alive)
+        state = {k: d[k] for k in state_keys}
+        # worst open polytope's best row: the bound that decides this domain
+        slack = bd.lb - problem.b
         per_poly = problem.poly_max(slack)
-        per_poly = torch.where(b_open, per_poly, torch.full_like(per_poly, _INF))
+        per_poly = torch.where(d["open"], per_poly, torch.full_like(per_poly, _INF))
         key, worst_poly = per_poly.min(dim=1)
         row_in_poly = torch.where(problem.poly.unsqueeze(0) == worst_poly.unsqueeze(1), slack,
                                   torch.full_like(slack, -_INF))
         worst_row = row_in_poly.argmax(dim=1)
-        # cheap candidates: the corner minimising the decisive row's linear bound, and the centre
-        cands = [_centre(b_lo, b_hi, integer)]
-        if lA is not None:
-            a = lA[torch.arange(lA.shape[0]), worst_row]
-            cands.append(torch.where(a > 0, b_lo, b_hi))
-        cand = torch.cat(cands)
-        m = problem.margins(net.evaluate(cand))
-        stats["points_evaluated"] += int(cand.shape[0])
-        if bool((m <= 0).any()):
-            bad = cand[m <= 0][torch.argsort(m[m <= 0])][:16]
-            stats["candidates"] += int(bad.shape[0])
-            ok = confirm(bad)
-            if ok is not None and ok.shape[0]:
-                return Outcome("sat", ok, stats=stats)
-        if opts.split == "strong":
-            c_lo, c_hi, c_open, c_key = _strong_split(net, problem, b_lo, b_hi, b_open, lA,
-                                                      worst_row, opts, integer, batch, stats)
-            c_depth = (b_depth + 1).repeat(2)
-            alive = c_open.any(dim=1)
-            pool.push(c_lo[alive], c_hi[alive], c_open[alive], c_depth[alive], c_key[alive])
-        else:
-            scores = split_scores(b_lo, b_hi, lA, worst_row, opts.split)
-            dim = scores.argmax(dim=1)
-            c_lo, c_hi = split(b_lo, b_hi, dim, integer)
-            pool.push(c_lo, c_hi, b_open.repeat(2, 1), (b_depth + 1).repeat(2), key.repeat(2))
+        found = _try_candidates(net, problem, d, bd.lA, worst_row, integer, confirm, stats)
+        if found is not None:
+            return Outcome("sat", found, stats=stats)
+        # activation split where a neuron is undecided, else input split
+        by_act = torch.zeros(d["lo"].shape[0], dtype=torch.bool, device=lo.device)
+        if layers:
+            rows = torch.arange(d["lo"].shape[0], device=lo.device)
+            sens = [None if a is None else a[rows, worst_row] for a in bd.layer_A]
+            sc = act.scores(layers, bd.ranges, state, sens)
+            best, flat = sc.max(dim=1)
+            by_act = best > 0
+        if bool(by_act.any()):
+            sub = _take(d, by_act)
+            kids = act.branch(layers, {k: sub[k] for k in state_keys},
+                              [(r[0][by_act], r[1][by_act]) for r in bd.ranges], flat[by_act])
+            pool.push(dict(lo=sub["lo"].repeat(2, 1), hi=sub["hi"].repeat(2, 1),
+                           open=sub["open"].repeat(2, 1), depth=(sub["depth"] + 1).repeat(2),
+                           key=key[by_act].repeat(2), **kids))
+            stats["activation_splits"] += int(by_act.sum())
+        rest = ~by_act
+        if bool(rest.any()):
+            sub, sub_bd = _take(d, rest), _take_bounds(bd, rest)
+            stats["input_splits"] += int(rest.sum())
+            pool.push(_input_split(net, problem, sub, sub_bd, worst_row[rest], key[rest],
+                                   opts, integer, batch, stats, layers, state_keys))
         if opts.progress is not None and time.monotonic() - last_report > 2.0:
             last_report = time.monotonic()
             opts.progress(dict(stats, open=len(pool)))
     if disputed:
-        return Outcome("unknown", stats=stats, message=f"{disputed} grid point(s) violate the "
-                       "property on the torch model but onnxruntime or the exact semantics disagree")
+        return Outcome("unknown", stats=stats, message=f"{disputed} point(s) of the search "
+                       "look unsafe but no counterexample was confirmed there (onnxruntime and the "
+                       "exact semantics disagree, or the point is reachable only from the "
+                       "outward-rounded box edge)")
     return Outcome("unsat", stats=stats)
+
+
+def _small_boxes(lo: Tensor, hi: Tensor, max_points: int) -> Tensor:
+    """(N,) bool: boxes with at most ``max_points`` points (points only, for float boxes)."""
+    if max_points <= 1:
+        return (lo == hi).all(dim=1)
+    return torch.log(hi.double() - lo.double() + 1).sum(dim=1) <= math.log(max_points) + 1e-9
+
+
+def _enumerate(lo: Tensor, hi: Tensor) -> Tensor:
+    """All integer points of the (small) code boxes, stacked."""
+    out = []
+    for l, h in zip(lo, hi):
+        axes = [torch.arange(a, b + 1, device=lo.device, dtype=lo.dtype)
+                for a, b in zip(l.tolist(), h.tolist())]
+        out.append(torch.cartesian_prod(*axes).reshape(-1, lo.shape[1]) if len(axes) > 1
+                   else axes[0].reshape(-1, 1))
+    return torch.cat(out)
+
+
+def _decide_points(net, problem, pts, judge, stats):
+    """Single points: unsafe ones are confirmed (returned); safe ones dropped; those whose
+    float32 margin lies within the evaluation tolerance of 0 are decided by the exact checker.
+    Returns (confirmed points or None, number of points left disputed)."""
+    margin, tol = problem.point_margins(net.evaluate(pts))
+    stats["points_evaluated"] += int(pts.shape[0])
+    bad = pts[margin <= 0][torch.argsort(margin[margin <= 0])]
+    close = pts[(margin > 0) & (margin <= tol)]
+    disputed = 0
+    if close.shape[0]:
+        stats["points_checked_exactly"] = stats.get("points_checked_exactly", 0) + int(close.shape[0])
+        safe = judge.exactly_safe(close)
+        bad = torch.cat([bad, close[~safe]])
+    if bad.shape[0]:
+        stats["candidates"] += int(bad.shape[0])
+        ok = judge.confirm(bad)
+        if ok is not None and ok.shape[0]:
+            return ok, 0
+        disputed = int(bad.shape[0])
+    return None, disputed
+
+
+def _branching_layers(net: Network, opts: Options) -> list:
+    """The activation layers to branch on: all splittable ones, unless the input is small
+    enough for input splitting alone (or the bound method has no intermediate bounds)."""
+    if opts.branch == "input" or opts.method == "ibp":
+        return []
+    if opts.branch == "auto" and net.n_in <= opts.input_split_max_dims:
+        return []
+    return act.find_layers(net.bounded_module)
+
+
+def _take_bounds(bd: Bounds, idx) -> Bounds:
+    pick = lambda t: None if t is None else t[idx]
+    return Bounds(bd.lb[idx], pick(bd.lA),
+                  None if bd.ranges is None else [(a[idx], b[idx]) for a, b in bd.ranges],
+                  None if bd.layer_A is None else [pick(a) for a in bd.layer_A])
+
+
+def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats):
+    """The cheapest counterexample candidates: the corner minimising the decisive row's linear
+    bound, and the centre. Returns confirmed domain points or None."""
+    cands = [_centre(d["lo"], d["hi"], integer)]
+    if lA is not None:
+        a = lA[torch.arange(lA.shape[0]), worst_row]
+        cands.append(torch.where(a > 0, d["lo"], d["hi"]))
+    cand = torch.cat(cands)
+    m = problem.margins(net.evaluate(cand))
+    stats["points_evaluated"] += int(cand.shape[0])
+    if not bool((m <= 0).any()):
+        return None
+    bad = cand[m <= 0][torch.argsort(m[m <= 0])][:16]
+    stats["candidates"] += int(bad.shape[0])
+    ok = confirm(bad)
+    return ok if ok is not None and ok.shape[0] else None
+
+
+def _input_split(net, problem, d, bd, worst_row, key, opts, integer, batch, stats, layers, state_keys):
+    """Children of input splits (the activation constraints are inherited)."""
+    state = {k: d[k] for k in state_keys}
+    n = d["lo"].shape[0]
+    if opts.split == "strong":
+        lo, hi, open_, ckey, pick = _strong_split(net, problem, d["lo"], d["hi"], d["open"], bd.lA,
+                                                  worst_row, opts, integer, batch, stats,
+                                                  layers, state)
+        kids = dict(lo=lo, hi=hi, open=open_, depth=(d["depth"] + 1).repeat(2), key=ckey)
+        kids.update({k: v[pick % n] for k, v in state.items()})
+        alive = open_.any(dim=1)
+        return _take(kids, alive)
+    scores = split_scores(d["lo"], d["hi"], bd.lA, worst_row, opts.split)
+    lo, hi = split(d["lo"], d["hi"], scores.argmax(dim=1), integer)
+    kids = dict(lo=lo, hi=hi, open=d["open"].repeat(2, 1), depth=(d["depth"] + 1).repeat(2),
+                key=key.repeat(2))
+    kids.update({k: v.repeat(2, *([1] * (v.dim() - 1))) for k, v in state.items()})
+    return kids
+
+
+def _root_alpha(net: Network, problem: Problem, lo: Tensor, hi: Tensor, stats,
+                deadline: float) -> Tensor:
+    """Polytopes left open at the root by CROWN, then (where CROWN is not enough and there is
+    time for about 30 CROWN passes) by alpha-CROWN, whose optimised slopes are worth their cost
+    on one box."""
+    from ..bounded import compute_bounds
+
+    t = time.monotonic()
+    open_ = torch.ones(1, problem.n_poly, dtype=torch.bool, device=lo.device)
+    lb = bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False).lb
+    open_ &= ~problem.refuted(lb)
+    crown_time = time.monotonic() - t
+    if bool(open_.any()) and deadline - time.monotonic() > 60 * crown_time:
+        shape = (1,) + net.input_shape
+        bm = net.bounded_module
+        try:
+            alb, _ = compute_bounds(bm, lo.reshape(shape), hi.reshape(shape), "alpha-crown",
+                                    C=problem.C.unsqueeze(0))
+        finally:  # later CROWN passes must not reuse this one box's optimised slopes
+            for node in bm.optimizable_activations:
+                node.opt_end()
+        open_ &= ~problem.refuted(torch.maximum(lb, alb.detach()))
+    stats["time_root_alpha"] = time.monotonic() - t
+    return open_
 
 
 def _box_keys(problem: Problem, lb: Tensor, open_: Tensor):
@@ -272,10 +437,13 @@ def _box_keys(problem: Problem, lb: Tensor, open_: Tensor):
     return open_, per_poly.min(dim=1).values
 
 
-def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, batch, stats):
+def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, batch, stats,
+                  layers=None, state=None):
     """Strong branching: bound both children for each candidate dimension and keep the split
-    whose worse child is best. Candidates: every splittable dimension of a low-dimensional
-    input, else the best few by estimated gain and by width."""
+    whose children are best on average. Candidates: every splittable dimension of a
+    low-dimensional input, else the best few by estimated gain and by width. Returns the
+    children (left ones, then right ones), their open polytopes and keys, and for each child
+    the index (mod N) of its parent."""
     n = lo.shape[1]
     width = (hi - lo).float()
     if n <= 8:
@@ -293,13 +461,16 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
         kids_lo.append(c_lo)
         kids_hi.append(c_hi)
     all_lo, all_hi = torch.cat(kids_lo), torch.cat(kids_hi)          # (k * 2N, n)
+    rep = lambda t: t.repeat(2 * k, *([1] * (t.dim() - 1)))
+    all_state = {name: rep(v) for name, v in (state or {}).items()}
     lbs = []
     for i in range(0, all_lo.shape[0], batch):
+        part = {name: v[i:i + batch] for name, v in all_state.items()}
         lbs.append(bound_rows(net, problem, all_lo[i:i + batch], all_hi[i:i + batch],
-                              opts.method, False)[0])
+                              opts.method, False, layers, part).lb)
     stats["boxes_bounded"] += int(all_lo.shape[0])
     lb = torch.cat(lbs)
-    all_open, keys = _box_keys(problem, lb, open_.repeat(2 * k, 1))
+    all_open, keys = _box_keys(problem, lb, rep(open_))
     keys = keys.view(k, 2, N)
     splittable = width.gather(1, cand).T > 0                           # (k, N)
     # mean of the children's (non-positive) margin bounds: splits that leave the worst region's
@@ -309,8 +480,7 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
     best = quality.argmax(dim=0)                                       # (N,)
     idx = torch.arange(N, device=lo.device)
     pick = torch.cat([best * 2 * N + idx, best * 2 * N + N + idx])     # left kids, right kids
-    return all_lo[pick], all_hi[pick], all_open[pick], keys.view(-1)[
-        torch.cat([best * 2 * N + idx, best * 2 * N + N + idx])]
+    return all_lo[pick], all_hi[pick], all_open[pick], keys.view(-1)[pick], pick
 
 
 def _centre(lo: Tensor, hi: Tensor, integer: bool) -> Tensor:

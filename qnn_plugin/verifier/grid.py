@@ -9,8 +9,10 @@ quantizer (``domain_net``), with the codes themselves as input.
 
 To turn codes back into inputs, every code k has a representative input ``rep(k)``: the input
 that maps to the centre of k's rounding interval, half a quantum away from either tie, so float
-error cannot move it to another code. ``detect`` checks every representative it will ever use
-against the model's own float32 quantizer before trusting the grid.
+error cannot move it to another code. The verifier checks every representative against the
+model's own float32 quantizer (``check_representatives``) before trusting the grid; the bounds
+never use representatives (they bound the network after the quantizer on the codes), so a
+representative that failed would only cost a counterexample, never soundness.
 """
 from __future__ import annotations
 
@@ -179,6 +181,12 @@ def detect(gm: fx.GraphModule, input_shape: Tuple[int, ...]) -> Optional[Tuple[I
         pre.append((op, c.float(), x_first))
         node = nxt
     if not bool(torch.all(torch.isfinite(a) & (a != 0) & torch.isfinite(b))):
+        return None
+    # codes must be integers with a finite range below 2**24 (exact in float32, split at
+    # integers): clamp limits and zero point integral, e.g. not Round -> Clip(-0.5, 3)
+    if not all(math.isfinite(v) and v == math.floor(v) and abs(v) < 2 ** 24 for v in (quant.lo, quant.hi)):
+        return None
+    if not bool(torch.all(torch.frac(quant.zero_point) == 0)):
         return None
     try:
         scale = _per_element(quant.scale, input_shape)

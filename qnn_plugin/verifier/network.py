@@ -33,6 +33,10 @@ class Network:
         if len(self.module.input_names) != 1:
             raise InputShapeError(f"{self.path}: the verifier supports networks with one input, "
                                   f"this one has {len(self.module.input_names)}")
+        if len(self.module.input_shapes[0]) < 2:
+            raise InputShapeError(f"{self.path}: input '{self.module.input_names[0]}' has shape "
+                                  f"{self.module.input_shapes[0]}; the verifier needs a leading "
+                                  "batch dimension (e.g. 1 x n)")
         shape = self.module.input_shape
         if any(d is None for d in shape):
             raise InputShapeError(f"{self.path}: input '{self.module.input_names[0]}' has an "
@@ -40,7 +44,7 @@ class Network:
         self.input_shape = tuple(int(d) for d in shape)
         self.n_in = int(math.prod(self.input_shape))
         found = grid_mod.detect(self.module.net, self.input_shape)
-        if found is not None:
+        if found is not None and _representatives_ok(found[0], self.n_in):
             self.grid: Optional[grid_mod.InputGrid] = found[0]
             self.domain = grid_mod.domain_network(self.module.net, found[1])
         else:
@@ -97,3 +101,13 @@ class Network:
         batch = dims[0].dim_value if len(dims) and dims[0].HasField("dim_value") else 1
         shape = (batch or 1,) + self.input_shape
         return {self.module.input_names[0]: np.asarray(x_flat, np.float32).reshape(shape)}
+
+
+def _representatives_ok(grid: grid_mod.InputGrid, n: int) -> bool:
+    """Every code's representative maps back to it (checked on all codes when there are at
+    most MAX_CHECKED_CODES of them over all coordinates)."""
+    span = grid.hi - grid.lo + 1
+    if span * n > grid_mod.MAX_CHECKED_CODES:
+        return False  # too fine a grid to check: verified as float input instead (sound)
+    lo = torch.full((n,), grid.lo)
+    return grid.check_representatives(lo, torch.full((n,), grid.hi))

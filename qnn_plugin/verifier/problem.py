@@ -79,8 +79,13 @@ class Problem:
         return np.abs(self.A64 - self.C.double().cpu().numpy()).sum(axis=1)
 
     def set_output_bound(self, y_abs_max: float) -> None:
-        """Account for non-float32 coefficients, given max |y_j| over the whole box."""
-        err = self.coefficient_error * float(y_abs_max)
+        """Widen the proof threshold, given max |y_j| over the whole box, by (1) the error of
+        coefficients that are not float32 numbers and (2) 2**-20 * ||C_r||_1 * max |y|: CROWN
+        folds C into the last layer and sums in another order than the forward pass, so a
+        bound can be off by float32 rounding of terms as large as the outputs. Boxes whose
+        bound falls inside that band are split down to points, decided exactly."""
+        y = float(y_abs_max)
+        err = self.coefficient_error * y + 2.0 ** -20 * np.abs(self.A64).sum(axis=1) * y
         self.slack = torch.as_tensor(err, dtype=torch.float32, device=self.b.device)
 
     @property
@@ -102,13 +107,25 @@ class Problem:
     def refuted(self, row_lower: Tensor) -> Tensor:
         """(N, R) lower bounds of C y -> (N, n_poly) bool: polytope proven empty on the box.
 
-        A row counts only when its bound clears b by a relative 1e-6 (plus ``slack``): bounds
-        are float32 sums, and a proof must not rest on their last bits."""
+        A row counts only when its bound clears b by a relative 1e-6 plus ``slack`` (see
+        set_output_bound): bounds are float32 sums, and a proof must not rest on their last
+        bits."""
         tol = 1e-6 * (1.0 + row_lower.abs() + self.b.abs())
         if self.slack is not None:
             tol = tol + self.slack
         gap = torch.where(row_lower - self.b > tol, row_lower - self.b, torch.zeros_like(row_lower))
         return self.poly_max(gap) > 0
+
+    def point_margins(self, y: Tensor):
+        """(N, n_out) outputs of single points -> (margin, tolerance), both (N,) float64: the
+        margin against the spec's own float64 rows, and the band (relative 1e-5 of the terms'
+        magnitude) inside which the float32 torch evaluation is not trusted to decide."""
+        y64 = y.reshape(y.shape[0], -1).double()
+        A = torch.as_tensor(self.A64, device=y.device)
+        b = torch.as_tensor(self.b64, device=y.device)
+        rows = y64 @ A.T - b
+        scale = (y64.abs() @ A.abs().T + b.abs()).max(dim=1).values
+        return self.poly_max(rows).min(dim=1).values, 1e-5 * (1.0 + scale)
 
     def violated_exactly(self, y: np.ndarray) -> Optional[int]:
         """The first polytope that output y (flat, any float type) lies in, evaluated in float64

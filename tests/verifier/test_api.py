@@ -98,10 +98,10 @@ def test_timeout_is_respected():
     """An instance that takes minutes (acasxu 3_3 property 2): the answer is timeout, on time."""
     t = time.monotonic()
     res = verify(str(ACASXU / "onnx" / "ACASXU_run2a_3_3_batch_2000.onnx"),
-                 str(ACASXU / "vnnlib" / "prop_2.vnnlib"), timeout=4.0)
+                 str(ACASXU / "vnnlib" / "prop_2.vnnlib"), timeout=6.0)
     took = time.monotonic() - t
     assert res.verdict == "timeout", res
-    assert took < 4.0
+    assert took < 6.0
 
 
 def test_spec_model_size_mismatch(tmp_path):

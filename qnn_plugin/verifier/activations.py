@@ -1,0 +1,158 @@
+"""Branching on hidden activations: what input splitting cannot do on high-dimensional inputs.
+
+Two kinds of neuron are split:
+
+* a ReLU, at 0: one child has the pre-activation <= 0, the other >= 0. The constraint enters
+  auto_LiRPA as a reference bound on the pre-activation (so the ReLU is linear or zero there,
+  and every later layer's bounds are recomputed with it);
+* a quantization step (QuantStep) whose input bounds span several levels k_l..k_u: one child
+  keeps levels k_l..m, the other m+1..k_u (m the middle level). The constraint enters as a
+  tighter clamp of that step on this domain: on inputs that satisfy it, clamping changes
+  nothing, and the clamped staircase is again a staircase whose relaxation the plugin's bound
+  operator computes exactly. No split lands on a rounding tie: levels are split, not values.
+
+Both children together cover the parent (every input's level or sign is in one of them), so
+dropping a child whose bounds prove it safe is sound. The constraints are not pushed back into
+earlier layers (that is beta-CROWN's Lagrangian, not done here): a child may be infeasible,
+which costs search time, never soundness. When no neuron is left undecided the verifier splits
+the input box instead, which ends in single points evaluated exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..bounds import BoundQuantStep
+from auto_LiRPA.operators import BoundRelu
+
+RELU, STEP = "relu", "step"
+_INF = float("inf")
+
+
+@dataclass
+class Layer:
+    node: object            # the auto_LiRPA node (BoundRelu or BoundQuantStep)
+    kind: str               # RELU or STEP
+    shape: Tuple[int, ...]  # per-sample shape
+    consumer: Optional[str]  # a node reading this layer's output as its first input (for A)
+
+    @property
+    def numel(self) -> int:
+        return int(math.prod(self.shape))
+
+
+def find_layers(bm) -> List[Layer]:
+    """Splittable activation layers of a BoundedModule, in graph order."""
+    nodes = list(bm._modules.values())
+    layers = []
+    for node in nodes:
+        if not getattr(node, "perturbed", False) or not getattr(node, "output_shape", None):
+            continue
+        if type(node) is BoundRelu:
+            kind = RELU
+        elif (isinstance(node, BoundQuantStep) and not node._reads_box() and node._on_lattice
+              and bool(torch.all(torch.frac(node.zero_point) == 0))):  # integer levels
+            kind = STEP
+        else:
+            continue
+        consumer = next((n.name for n in nodes if getattr(n, "inputs", None)
+                         and n.inputs[0] is node), None)
+        layers.append(Layer(node, kind, tuple(node.output_shape[1:]), consumer))
+    return layers
+
+
+def initial_state(layers: List[Layer], device) -> Dict[str, Tensor]:
+    """No constraint: ReLU signs 0, step level ranges (-inf, inf). One row."""
+    state = {}
+    for i, layer in enumerate(layers):
+        if layer.kind == RELU:
+            state[f"r{i}"] = torch.zeros(1, layer.numel, dtype=torch.int8, device=device)
+        else:
+            state[f"l{i}"] = torch.full((1, layer.numel), -_INF, device=device)
+            state[f"h{i}"] = torch.full((1, layer.numel), _INF, device=device)
+    return state
+
+
+def install(layers: List[Layer], state: Dict[str, Tensor]) -> Dict[str, Tuple[Tensor, Tensor]]:
+    """Put the constraints of a batch of domains in place; returns the reference bounds to pass
+    to compute_bounds (ReLU pre-activations)."""
+    ref = {}
+    for i, layer in enumerate(layers):
+        if layer.kind == RELU:
+            s = state[f"r{i}"]
+            n = s.shape[0]
+            lo = torch.where(s > 0, 0.0, -_INF).view(n, *layer.shape)
+            hi = torch.where(s < 0, 0.0, _INF).view(n, *layer.shape)
+            ref[layer.node.inputs[0].name] = (lo, hi)
+        else:
+            n = state[f"l{i}"].shape[0]
+            layer.node.split_lo = state[f"l{i}"].view(n, *layer.shape)
+            layer.node.split_hi = state[f"h{i}"].view(n, *layer.shape)
+    return ref
+
+
+def uninstall(layers: List[Layer]) -> None:
+    for layer in layers:
+        if layer.kind == STEP:
+            layer.node.split_lo = layer.node.split_hi = None
+
+
+def ranges(layers: List[Layer], n: int) -> List[Tuple[Tensor, Tensor]]:
+    """After a bound computation of n domains: per layer, (N, numel) ranges that decide whether
+    a neuron is settled -- ReLU: the pre-activation bounds; step: the reachable levels."""
+    out = []
+    for layer in layers:
+        inp = layer.node.inputs[0]
+        lo, hi = inp.lower.reshape(n, -1), inp.upper.reshape(n, -1)
+        if layer.kind == STEP:
+            l, u = layer.node._widen(inp.lower, inp.upper)
+            lo = layer.node.forward(l).reshape(n, -1)
+            hi = layer.node.forward(u).reshape(n, -1)
+        out.append((lo.detach(), hi.detach()))
+    return out
+
+
+def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]]) -> Tensor:
+    """(N, total neurons) branching priority, -1 for settled or already split neurons: the
+    relaxation gap (ReLU: the triangle's height -l*u/(u-l); step: levels spanned) times the
+    output's sensitivity |A| (from the decisive row's linear bound, when available)."""
+    parts = []
+    for i, (layer, (lo, hi), a) in enumerate(zip(layers, rngs, sens)):
+        if layer.kind == RELU:
+            open_ = (lo < 0) & (hi > 0) & (state[f"r{i}"] == 0)
+            gap = torch.where(open_, -lo * hi / (hi - lo).clamp(min=1e-30), torch.zeros_like(lo))
+        else:
+            open_ = hi > lo
+            gap = torch.where(open_, hi - lo, torch.zeros_like(lo))
+        weight = a.abs() + 1e-6 if a is not None else torch.ones_like(gap)
+        parts.append(torch.where(open_, gap * weight + 1e-12, torch.full_like(gap, -1.0)))
+    return torch.cat(parts, dim=1)
+
+
+def branch(layers: List[Layer], state: Dict[str, Tensor], rngs, flat: Tensor):
+    """Two children per domain, splitting neuron ``flat`` (index into the concatenated layers):
+    returns the children's state (2N rows: all first children, then all second children)."""
+    sizes = torch.tensor([layer.numel for layer in layers], device=flat.device)
+    offsets = torch.cumsum(sizes, 0) - sizes
+    which = torch.searchsorted(torch.cumsum(sizes, 0), flat, right=True)
+    kids = {k: torch.cat([v, v]) for k, v in state.items()}
+    n = flat.shape[0]
+    rows = torch.arange(n, device=flat.device)
+    for i, layer in enumerate(layers):
+        sel = which == i
+        if not bool(sel.any()):
+            continue
+        r, j = rows[sel], flat[sel] - offsets[i]
+        if layer.kind == RELU:
+            kids[f"r{i}"][r, j] = -1          # first child: pre-activation <= 0
+            kids[f"r{i}"][r + n, j] = 1       # second child: >= 0
+        else:
+            kl, ku = rngs[i][0][r, j], rngs[i][1][r, j]
+            mid = torch.floor((kl + ku) / 2)
+            kids[f"h{i}"][r, j] = torch.minimum(kids[f"h{i}"][r, j], mid)
+            kids[f"l{i}"][r + n, j] = torch.maximum(kids[f"l{i}"][r + n, j], mid + 1)
+    return kids

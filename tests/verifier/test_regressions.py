@@ -1,0 +1,107 @@
+"""Regression tests from the independent soundness review of the verifier (each was a wrong
+unsat or a crash before its fix)."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from qnn_plugin.errors import InputShapeError
+from qnn_plugin.spec import Case, Polytope, Spec
+from qnn_plugin.verifier import verify
+from qnn_plugin.verifier.bab import split
+
+
+def _save(tmp_path, nodes, inits, n_in, n_out, in_shape=None, name="m.onnx"):
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape or [1, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])],
+        [onnx.numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _ort(path, x):
+    return ort.InferenceSession(path).run(None, {"x": np.asarray(x, np.float32)})[0]
+
+
+def test_clamp_off_the_integer_grid_is_not_an_input_grid(tmp_path):
+    """Round -> Clip(-0.5, 3): codes {-0.5, 0, 1, 2, 3} are not integers; treating them as a
+    code grid lost the code -0.5 and answered unsat."""
+    n = 6
+    path = _save(tmp_path, [helper.make_node("Round", ["x"], ["r"]),
+                            helper.make_node("Clip", ["r", "lo", "hi"], ["q"]),
+                            helper.make_node("MatMul", ["q", "W"], ["y"])],
+                 {"lo": np.array(-0.5, np.float32), "hi": np.array(3.0, np.float32),
+                  "W": np.ones((n, 1), np.float32)}, n, 1)
+    assert _ort(path, np.full((1, n), -0.6))[0, 0] == -3.0
+    poly = Polytope(np.array([[1.0], [-1.0]]), np.array([-2.75, 3.25]))  # -3.25 <= y <= -2.75
+    spec = Spec((Case(np.full(n, -0.7), np.full(n, 3.0), (poly,)),), n, 1, "<t>")
+    res = verify(path, spec, timeout=30, attack_starts=1, attack_steps=1)
+    assert res.verdict == "sat"
+
+
+@pytest.mark.parametrize("box", [(1.0, 1.0), (0.6, 1.4)])
+def test_point_margin_below_float32_resolution(tmp_path, box):
+    """A row whose coefficient is not a float32 number: the float32 margin of the point says
+    safe, the exact one says unsafe."""
+    path = _save(tmp_path, [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+                            helper.make_node("MatMul", ["d", "W"], ["y"])],
+                 {"s": np.array(1.0, np.float32), "z": np.array(0, np.uint8),
+                  "W": np.ones((1, 2), np.float32)}, 1, 2)
+    a0 = 1 + 1.5 * 2.0 ** -24
+    poly = Polytope(np.array([[a0, -1.0]]), np.array([9e-8]))
+    spec = Spec((Case(np.array([box[0]]), np.array([box[1]]), (poly,)),), 1, 2, "<t>")
+    assert verify(path, spec, timeout=30).verdict == "sat"
+
+
+def test_bound_within_summation_error_is_not_a_proof(tmp_path):
+    """Outputs near 2**24: a CROWN bound of +1 on y0 - y1 is within float32 summation error;
+    the point (1, 1) has y0 == y1 (unsafe)."""
+    path = _save(tmp_path, [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+                            helper.make_node("MatMul", ["d", "W"], ["t"]),
+                            helper.make_node("Add", ["t", "c"], ["y"])],
+                 {"s": np.array(1.0, np.float32), "z": np.array(0, np.uint8),
+                  "W": np.array([[1.0, 0.0], [1.0, 0.0]], np.float32),
+                  "c": np.array([2.0 ** 24 - 1, 2.0 ** 24], np.float32)}, 2, 2)
+    poly = Polytope(np.array([[1.0, -1.0]]), np.array([0.0]))
+    spec = Spec((Case(np.array([1.0, 1.0]), np.array([255.0, 255.0]), (poly,)),), 2, 2, "<t>")
+    for method in ("crown", "ibp"):
+        res = verify(path, spec, timeout=30, attack_starts=1, attack_steps=1, method=method)
+        assert res.verdict == "sat", method
+
+
+def test_float_split_near_the_float32_limit():
+    lo = torch.tensor([[-3e38]])
+    hi = torch.tensor([[3e38]])
+    c_lo, c_hi = split(lo, hi, torch.tensor([0]), integer=False)
+    assert torch.isfinite(c_lo).all() and torch.isfinite(c_hi).all()
+    assert c_lo[0, 0] == lo[0, 0] and c_hi[1, 0] == hi[0, 0]
+    assert c_hi[0, 0] >= c_lo[1, 0]  # no gap
+    assert c_hi[0, 0] < hi[0, 0] and c_lo[1, 0] > lo[0, 0]  # both smaller
+
+
+def test_no_attack_and_empty_unsafe_set(tmp_path):
+    path = _save(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["y"])],
+                 {"W": np.ones((2, 1), np.float32)}, 2, 1)
+    poly = Polytope(np.array([[1.0]]), np.array([0.5]))
+    spec = Spec((Case(np.zeros(2), np.ones(2), (poly,)),), 2, 1, "<t>")
+    assert verify(path, spec, timeout=30, attack_starts=0).verdict == "sat"
+    empty = Spec((Case(np.zeros(2), np.ones(2), ()),), 2, 1, "<t>")
+    assert verify(path, empty, timeout=30).verdict == "unsat"
+
+
+def test_input_without_batch_dimension_is_a_clear_error(tmp_path):
+    path = _save(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["y"])],
+                 {"W": np.ones((3, 1), np.float32)}, 3, 1, in_shape=[3])
+    spec = Spec((Case(np.zeros(3), np.ones(3), (Polytope(np.array([[1.0]]), np.array([0.0])),)),),
+                3, 1, "<t>")
+    with pytest.raises(InputShapeError, match="batch"):
+        verify(path, spec, timeout=30)
