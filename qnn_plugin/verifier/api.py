@@ -78,7 +78,10 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         if not case.unsafe:  # an empty disjunction: nothing is unsafe in this box
             continue
         problem = Problem.from_case(case, i, dev)
-        found = _attack(net, problem, checker, gen, attack_starts, attack_steps, deadline, stats)
+        # the cheap attack gets at most a fifth of the time left; the search gets the rest
+        attack_deadline = min(deadline, time.monotonic() + 0.2 * (deadline - time.monotonic()))
+        found = _attack(net, problem, checker, gen, attack_starts, attack_steps, attack_deadline,
+                        stats)
         if found is not None:
             return _finish(VerifyResult("sat", found), t0, stats, checker)
         if time.monotonic() > deadline:

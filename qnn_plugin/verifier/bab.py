@@ -205,6 +205,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
                   key=torch.full((1,), -_INF, device=lo.device))
     fields.update(act.initial_state(layers, lo.device))
     pool = _Pool(fields)
+    if time.monotonic() > deadline:
+        return Outcome("timeout", stats=stats, message="no time left for the search")
     if opts.root_alpha and not bool((lo == hi).all()):
         pool.f["open"] = _root_alpha(net, problem, lo, hi, stats, deadline)
         if not bool(pool.f["open"].any()):
@@ -214,12 +216,15 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
     disputed = 0
     sec_per_box = None
     last_report = time.monotonic()
-    t_round, n_popped = None, 0
+    t_round, n_popped, min_round = None, 0, None
     while len(pool):
         if t_round is not None:  # the last round's cost per domain, smoothed
-            per_box = (time.monotonic() - t_round) / max(n_popped, 1)
+            took = time.monotonic() - t_round
+            per_box = took / max(n_popped, 1)
             sec_per_box = per_box if sec_per_box is None else 0.5 * (sec_per_box + per_box)
-        if time.monotonic() > deadline:
+            min_round = took if min_round is None else min(min_round, took)
+        # stop when even the cheapest round seen so far would end past the deadline
+        if time.monotonic() + (min_round or 0.0) > deadline:
             return Outcome("timeout", stats=stats, message=f"{len(pool)} domains open")
         if pool.nbytes() > opts.max_pool_bytes:
             return Outcome("unknown", stats=stats, message=f"gave up: {len(pool)} open domains "
@@ -453,6 +458,9 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
         by_gain = split_scores(lo, hi, lA, worst_row, "gain").topk(k, dim=1).indices
         by_width = width.topk(k, dim=1).indices
         cand = torch.cat([by_gain, by_width], dim=1)
+    # a candidate of zero width cannot be split: try the widest dimension in its place
+    widest = width.argmax(dim=1, keepdim=True).expand_as(cand)
+    cand = torch.where(width.gather(1, cand) > 0, cand, widest)
     k = cand.shape[1]
     N = lo.shape[0]
     kids_lo, kids_hi = [], []
