@@ -32,7 +32,7 @@ compat.apply()
 
 from auto_LiRPA.operators import (  # noqa: E402  (after compat.apply)
     BoundAdd, BoundDiv, BoundFlatten, BoundInput, BoundMul, BoundOptimizableActivation,
-    BoundRelu, BoundReshape, BoundSqueeze, BoundSub, BoundUnsqueeze,
+    BoundReshape, BoundSqueeze, BoundSub, BoundUnsqueeze,
 )
 
 from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, quant_step  # noqa: E402

@@ -39,20 +39,23 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .errors import QnnPluginError
-from .vnncomp import (VERDICTS, Instance, ResultRow, materialize, read_expected,
-                      read_instances, result_row_to_csv, summary_table, write_results_file)
+from .vnncomp import (VERDICTS, Instance, ResultRow, check_counterexample, materialize,
+                      read_expected, read_instances, result_row_to_csv, summary_table,
+                      write_results_file)
 
 PROG = "qnn-verify"
 DEFAULT_RUNNER = "qnn_plugin.cli_verify:verify"
 DEFAULT_GRACE = 30.0
 
 
-def verify(onnx_path, vnnlib_path, *, timeout: float = 60.0, device=None, seed: int = 0):
-    """The verifier (``qnn_plugin.verifier.verify``), imported on first use. Tests replace this
-    module-level name (single-instance mode) or pass another ``--runner`` (benchmark mode)."""
+def verify(onnx_path, vnnlib_path, *, timeout: float = 60.0, device=None, seed: int = 0,
+           **options):
+    """The verifier (``qnn_plugin.verifier.verify``), imported on first use; ``options`` are
+    its keyword options (method, branch, split, progress). Tests replace this module-level name
+    (single-instance mode) or pass another ``--runner`` (benchmark mode)."""
     from .verifier import verify as _verify
 
-    return _verify(onnx_path, vnnlib_path, timeout=timeout, device=device, seed=seed)
+    return _verify(onnx_path, vnnlib_path, timeout=timeout, device=device, seed=seed, **options)
 
 
 # --------------------------------------------------------------------------- one instance
@@ -74,14 +77,14 @@ class Outcome:
 
 
 def run_one(runner: Callable, onnx: str, vnnlib: str, *, timeout: float, device=None, seed: int = 0,
-            cache_dir=None) -> Outcome:
+            cache_dir=None, options: Optional[dict] = None) -> Outcome:
     """Run ``runner(onnx, vnnlib, timeout=, device=, seed=)`` and turn anything it does (a
     VerifyResult, a QnnPluginError, any other exception, a malformed return value) into an
     Outcome. ``.gz`` inputs are decompressed first (see ``vnncomp.materialize``)."""
     t0 = time.perf_counter()
     try:
         onnx, vnnlib = materialize(onnx, cache_dir), materialize(vnnlib, cache_dir)
-        res = runner(onnx, vnnlib, timeout=timeout, device=device, seed=seed)
+        res = runner(onnx, vnnlib, timeout=timeout, device=device, seed=seed, **(options or {}))
         verdict = getattr(res, "verdict", None)
         if verdict not in VERDICTS:
             raise TypeError(f"the verifier returned {res!r}, not a result with a verdict in {VERDICTS}")
@@ -145,7 +148,8 @@ def _single(args) -> int:
             return 2
     try:
         out = run_one(verify, args.onnx, args.vnnlib, timeout=args.timeout, device=args.device,
-                      seed=args.seed)
+                      seed=args.seed,
+                      options=dict(_verifier_options(args), **({"progress": True} if args.verbose else {})))
     except KeyboardInterrupt:
         out = Outcome("unknown", "interrupted")
         if rf:
@@ -194,7 +198,8 @@ def _load_runner(spec: str) -> Callable:
 
 def _worker_main(conn, runner_spec: str, threads: int) -> None:
     """Worker process: set torch's thread count, import the runner once, then run tasks
-    ``(index, onnx, vnnlib, timeout, device, seed, cache_dir)`` until it reads None or EOF."""
+    ``(index, onnx, vnnlib, timeout, device, seed, cache_dir, options)`` until it reads None or
+    EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     try:
         try:
@@ -215,8 +220,9 @@ def _worker_main(conn, runner_spec: str, threads: int) -> None:
             return
         if task is None:
             return
-        idx, onnx, vnnlib, timeout, device, seed, cache_dir = task
-        out = run_one(runner, onnx, vnnlib, timeout=timeout, device=device, seed=seed, cache_dir=cache_dir)
+        idx, onnx, vnnlib, timeout, device, seed, cache_dir, options = task
+        out = run_one(runner, onnx, vnnlib, timeout=timeout, device=device, seed=seed,
+                      cache_dir=cache_dir, options=options)
         conn.send(("done", idx, out))
 
 
@@ -294,12 +300,16 @@ def _results_name(i: int, inst: Instance) -> str:
 def run_benchmark(instances: Sequence[Instance], *, jobs: int = 1, runner: str = DEFAULT_RUNNER,
                   device=None, seed: int = 0, timeout_cap: Optional[float] = None,
                   grace: float = DEFAULT_GRACE, csv_path=None, results_dir=None, cache_dir=None,
-                  progress: bool = True, startup_timeout: float = 300.0,
+                  progress: bool = True, startup_timeout: float = 300.0, check_ce: bool = True,
+                  options: Optional[dict] = None,
                   on_result: Optional[Callable[[int, ResultRow, Outcome], None]] = None) -> BenchmarkRun:
     """Run ``instances`` in ``jobs`` spawn-context worker processes (see the module docstring).
     Rows are appended to ``csv_path`` (flushed) as instances finish; a ``results_dir`` gets one
-    VNN-COMP results file per instance. Ctrl-C stops the workers and returns what finished with
-    ``interrupted=True``. Raises PoolError when workers cannot start at all."""
+    VNN-COMP results file per instance. ``options`` go to the runner as keyword arguments
+    (the verifier's method, branch, split). With ``check_ce`` every sat counterexample is checked
+    as the VNN-COMP checker does (``vnncomp.check_counterexample``) and scored as wrong if it
+    fails. Ctrl-C stops the workers and returns what finished with ``interrupted=True``.
+    Raises PoolError when workers cannot start at all."""
     from tqdm import tqdm
 
     instances = list(instances)
@@ -327,6 +337,17 @@ def run_benchmark(instances: Sequence[Instance], *, jobs: int = 1, runner: str =
     def record(i: int, inst: Instance, out: Outcome):
         row = ResultRow(inst.onnx_rel or inst.onnx, inst.vnnlib_rel or inst.vnnlib, out.verdict,
                         out.run_time, 0.0, out.stats, out.message)
+        if out.verdict == "sat" and check_ce:  # as VNN-COMP scores it: an invalid one is wrong
+            try:
+                row.ce_valid, why = check_counterexample(materialize(inst.onnx, cache_dir),
+                                                         materialize(inst.vnnlib, cache_dir),
+                                                         out.x, out.y)
+            except Exception as exc:  # a checker failure counts against the answer
+                row.ce_valid, why = False, f"checker failed: {type(exc).__name__}: {exc}"
+            if not row.ce_valid:
+                row.message = f"counterexample rejected: {why}; {row.message}"
+                bar.write(f"{PROG}: {inst.onnx_rel} {inst.vnnlib_rel}: counterexample rejected: "
+                          f"{why}", file=sys.stderr)
         run.rows.append(row)
         if writer is not None:
             writer.writerow(result_row_to_csv(row))
@@ -357,7 +378,7 @@ def run_benchmark(instances: Sequence[Instance], *, jobs: int = 1, runner: str =
                     now = time.monotonic()
                     t = timeout_of(inst)
                     try:
-                        w.conn.send((i, inst.onnx, inst.vnnlib, t, device, seed, cache_dir))
+                        w.conn.send((i, inst.onnx, inst.vnnlib, t, device, seed, cache_dir, options))
                     except (OSError, EOFError):
                         pending.appendleft((i, inst))
                         replace(w)
@@ -424,24 +445,22 @@ def run_benchmark(instances: Sequence[Instance], *, jobs: int = 1, runner: str =
 
 # --------------------------------------------------------------------------- command line
 
-def _positive(text: str) -> float:
+def _number(text: str, ok, what: str) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    if not (ok(v) and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return v
+
+
+def _positive(text: str) -> float:
+    return _number(text, lambda v: v > 0, "positive")
 
 
 def _nonneg(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
+    return _number(text, lambda v: v >= 0, ">= 0")
 
 
 def _posint(text: str) -> int:
@@ -509,6 +528,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="torch device (default: the verifier's choice)")
     g.add_argument("--seed", type=int, default=0, metavar="N", help="random seed for the attacks (default 0)")
+    g.add_argument("--method", choices=("crown", "crown-ibp", "ibp"), default=None,
+                   help="bound method inside branch and bound (default crown)")
+    g.add_argument("--branch", choices=("auto", "input", "activation"), default=None,
+                   help="what branch and bound splits: the input box, undecided hidden "
+                        "activations (ReLU, quantization steps), or auto: activations for inputs "
+                        "of more than 16 values (default)")
+    g.add_argument("--split", choices=("strong", "gain", "widest"), default=None,
+                   help="how an input dimension is chosen: strong branching (default), the "
+                        "|A| x width estimate, or the widest edge")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="single instance: report the search's progress on stderr every 2 s")
     g.add_argument("--results-file", metavar="F",
                    help="write the VNN-COMP results file here (single instance); parent folders are created")
     b = p.add_argument_group("benchmark mode")
@@ -535,6 +565,10 @@ def _parser() -> argparse.ArgumentParser:
                         f"in the workers, imported from sys.path or the current directory (default "
                         f"{DEFAULT_RUNNER}; for tests and other verifiers)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--no-check-ce", action="store_true",
+                   help="do not check sat counterexamples as the VNN-COMP checker does (by "
+                        "default each one is run through onnxruntime and the property, and a "
+                        "rejected one scores -150)")
     return p
 
 
@@ -561,7 +595,8 @@ def _benchmark(args) -> int:
     try:
         run = run_benchmark(instances, jobs=args.jobs, runner=args.runner, device=args.device, seed=args.seed,
                             timeout_cap=args.timeout_cap, grace=args.grace, csv_path=csv_path,
-                            results_dir=args.results_dir, progress=not args.no_progress)
+                            results_dir=args.results_dir, progress=not args.no_progress,
+                            check_ce=not args.no_check_ce, options=_verifier_options(args))
     except PoolError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -570,6 +605,12 @@ def _benchmark(args) -> int:
     title = f"{name}: {len(run.rows)} of {run.total} instances finished" + (" (interrupted)" if run.interrupted else "")
     print(summary_table(run.rows, expected, title=title), flush=True)
     return 130 if run.interrupted else 0
+
+
+def _verifier_options(args) -> dict:
+    """The verifier options given on the command line (the others keep verify()'s defaults)."""
+    return {k: getattr(args, k) for k in ("method", "branch", "split")
+            if getattr(args, k, None) is not None}
 
 
 def _salvage_results_file(argv: Sequence[str]) -> None:

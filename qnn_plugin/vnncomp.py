@@ -378,6 +378,48 @@ def read_expected(path: PathLike) -> Expected:
 
 # --------------------------------------------------------------------------- scoring and tables
 
+# the VNN-COMP checker's tolerances: onnxruntime's output against the file's Y, and the
+# violation (and box membership) on the file's values
+CE_RTOL, CE_ATOL = 1e-3, 1e-4
+
+
+def check_counterexample(onnx_path: PathLike, vnnlib_path: PathLike, x, y,
+                         rtol: float = CE_RTOL, atol: float = CE_ATOL) -> Tuple[bool, str]:
+    """Check a counterexample the way the VNN-COMP checker does, independently of the verifier:
+    X (as written to the results file, i.e. exact float32 values) goes through onnxruntime with
+    default session options; its output must match the file's Y within ``atol + rtol * |Y|``;
+    X must lie in one of the property's input boxes and Y in one of that box's unsafe
+    polytopes, both within ``atol``. Returns (valid, reason)."""
+    import onnx
+    import onnxruntime as ort
+
+    from .spec import read_vnnlib
+
+    x = np.asarray([float(format_value(v)) for v in np.ravel(x)], dtype=np.float64)
+    y = np.asarray([float(format_value(v)) for v in np.ravel(y)], dtype=np.float64)
+    model = onnx.load(os.fspath(onnx_path))
+    init = {t.name for t in model.graph.initializer}
+    inp = [i for i in model.graph.input if i.name not in init][0]
+    shape = tuple(d.dim_value or 1 for d in inp.type.tensor_type.shape.dim)
+    if int(np.prod(shape)) != x.size:
+        return False, f"X has {x.size} values, the model's input {shape} needs {int(np.prod(shape))}"
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = np.asarray(sess.run(None, {inp.name: x.astype(np.float32).reshape(shape)})[0],
+                     dtype=np.float64).ravel()
+    if out.size != y.size:
+        return False, f"Y has {y.size} values, onnxruntime gives {out.size}"
+    if np.any(np.abs(out - y) > atol + rtol * np.abs(y)):
+        worst = float(np.max(np.abs(out - y)))
+        return False, f"onnxruntime's output differs from Y by up to {worst:.3g}"
+    spec = read_vnnlib(vnnlib_path)
+    for i, case in enumerate(spec.cases):
+        if np.all(x >= case.lower - atol) and np.all(x <= case.upper + atol):
+            for j, poly in enumerate(case.unsafe):
+                if np.all(poly.A @ y <= poly.b + atol):
+                    return True, f"X in box {i}, Y in unsafe polytope {j}"
+    return False, "Y is in no unsafe polytope of a box containing X"
+
+
 @dataclass
 class ResultRow:
     """One finished instance: the VNN-COMP results-CSV columns plus ours. ``ce_valid``: whether

@@ -6,6 +6,7 @@ import gzip
 import multiprocessing
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +69,20 @@ def test_single_sat_writes_counterexample(files, tmp_path, monkeypatch, capsys):
     assert verdict == "sat" and x.astype(np.float32).tolist() == [0.25, np.float32(1e-45)] and y.tolist() == [-3.0]
     out = capsys.readouterr().out.splitlines()
     assert out == ["sat", "time 1.50 s (load 0.25) | boxes_bounded 12"]
+
+
+def test_verifier_options_pass_through(files, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(onnx, vnnlib, **kw):
+        seen.update(kw)
+        return VerifyResult("unsat")
+
+    monkeypatch.setattr(cli_verify, "verify", fake)
+    assert cli_verify.main([*files, "--method", "ibp", "--branch", "input", "--split", "widest",
+                            "-v"]) == 0
+    assert {k: seen[k] for k in ("method", "branch", "split", "progress")} == \
+        {"method": "ibp", "branch": "input", "split": "widest", "progress": True}
 
 
 @pytest.mark.parametrize("verdict", ["unsat", "timeout", "unknown"])
@@ -328,3 +343,46 @@ def test_install_tool_arguments():
     for args in ([], ["v1", "extra"], ["v2"]):
         r = _sh("install_tool.sh", *args)
         assert r.returncode == 1 and "usage: " in r.stderr
+
+
+def test_end_to_end_with_the_real_verifier(tmp_path):
+    """qnn-verify on a small fixed-point QNN: a sat instance (results file with a counterexample
+    that the VNN-COMP-style check accepts) and an unsat one, single-instance and benchmark mode."""
+    import subprocess
+
+    from qnn_plugin import onnx_builders as ob
+    from qnn_plugin.vnncomp import check_counterexample, read_results_file
+
+    rng = np.random.default_rng(3)
+    built = ob.random_fixed_point_mlp(rng, sizes=[3, 6, 2])
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "vnnlib").mkdir()
+    (tmp_path / "onnx" / "net.onnx").write_bytes(built.model.SerializeToString())
+
+    def prop(name, lo, hi, row):
+        lines = [f"(declare-const X_{i} Real)" for i in range(3)] + ["(declare-const Y_0 Real)",
+                                                                      "(declare-const Y_1 Real)"]
+        lines += [f"(assert (>= X_{i} {lo}))\n(assert (<= X_{i} {hi}))" for i in range(3)]
+        lines.append(row)
+        (tmp_path / "vnnlib" / name).write_text("\n".join(lines) + "\n")
+
+    prop("sat.vnnlib", 0.0, 0.9, "(assert (<= Y_0 1e9))")            # every input is unsafe
+    prop("unsat.vnnlib", 0.0, 0.9, "(assert (>= Y_0 1e9))")          # no output that large
+    (tmp_path / "instances.csv").write_text("onnx/net.onnx,vnnlib/sat.vnnlib,30\n"
+                                            "onnx/net.onnx,vnnlib/unsat.vnnlib,30\n")
+    exe = Path(sys.executable).with_name("qnn-verify")
+    res_file = tmp_path / "out.txt"
+    out = subprocess.run([str(exe), str(tmp_path / "onnx" / "net.onnx"), str(tmp_path / "vnnlib" / "sat.vnnlib"),
+                          "--timeout", "30", "--results-file", str(res_file)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    verdict, x, y = read_results_file(res_file)
+    assert verdict == "sat"
+    ok, why = check_counterexample(tmp_path / "onnx" / "net.onnx", tmp_path / "vnnlib" / "sat.vnnlib", x, y)
+    assert ok, why
+    out = subprocess.run([str(exe), "--benchmark", str(tmp_path), "--results-csv", str(tmp_path / "r.csv"),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split(",")[3] for line in (tmp_path / "r.csv").read_text().splitlines()]
+    assert sorted(rows) == ["sat", "unsat"]
+    assert "rejected" not in out.stderr

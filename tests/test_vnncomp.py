@@ -254,3 +254,30 @@ def test_results_csv_roundtrip(tmp_path):
         ("o.onnx", "sat", 1.25, {"boxes_bounded": 7.0, "time_total": 1.2}, "found by attack, quickly"),
         ("o.onnx", "error", 0.5, {}, 'bad "node" 3')]
     assert vc.read_expected(p).get("o.onnx", "p.vnnlib") == "sat"  # a results CSV works as ground truth
+
+
+def test_check_counterexample_accepts_real_and_rejects_forged(tmp_path):
+    """The VNN-COMP-style check: a genuine counterexample passes; a wrong Y, an X outside the
+    box, and a safe point fail."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from qnn_plugin.vnncomp import check_counterexample
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        [onnx.numpy_helper.from_array(np.ones((2, 1), np.float32), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx_path, spec_path = tmp_path / "m.onnx", tmp_path / "p.vnnlib"
+    onnx.save(model, str(onnx_path))
+    spec_path.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                         "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (>= X_1 0.0))\n"
+                         "(assert (<= X_1 1.0))\n(assert (>= Y_0 1.5))\n")
+    ok, why = check_counterexample(onnx_path, spec_path, [1.0, 0.75], [1.75])
+    assert ok, why
+    assert not check_counterexample(onnx_path, spec_path, [1.0, 0.75], [1.9])[0]    # Y forged
+    assert not check_counterexample(onnx_path, spec_path, [1.2, 0.75], [1.95])[0]   # X outside
+    assert not check_counterexample(onnx_path, spec_path, [0.5, 0.5], [1.0])[0]     # safe

@@ -1,22 +1,23 @@
-"""Batched branch and bound over the input domain (integer codes of a QNN's input quantizer, or
-float inputs).
+"""Batched branch and bound over a domain: integer codes of a QNN's input quantizer, or float
+inputs, optionally with constraints on hidden activations.
 
-Each round takes the most promising open boxes (lowest bound on the margin first), bounds them in
-one batched auto_LiRPA call, drops every box whose unsafe polytopes are all refuted, evaluates
-single points exactly, tries the cheapest counterexample candidates of the rest (the box centre
-and the corner that minimises the linear lower bound), and splits each remaining box in two along
-the dimension with the largest estimated gain |A_d| * width_d (the bound's slack that splitting d
-halves; the input-split "smart branching" of alpha-beta-CROWN). Code boxes split at an integer,
-so no box ever ends on a rounding tie; float boxes split at the float midpoint and, once two
-floats are adjacent, into the two single values, so every box eventually becomes a point.
+Each round takes the most promising open domains (lowest bound on the margin first), bounds them
+in one batched auto_LiRPA call, drops every domain whose unsafe polytopes are all refuted,
+evaluates small code boxes point by point (exactly), tries the cheapest counterexample
+candidates of the rest (the box centre and the corner that minimises the linear lower bound),
+and splits each remaining domain in two: on an undecided hidden activation (see
+activations.py), or on an input dimension chosen by strong branching (both children bounded for
+each candidate dimension, best mean wins) or by the |A_d| * width_d gain estimate. Code boxes
+split at an integer, so no box ever ends on a rounding tie; float boxes split at the float
+midpoint and, once two floats are adjacent, into the two single values, so every box eventually
+becomes a point.
 """
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -41,7 +42,8 @@ class Options:
     method: str = "crown"          # bound method inside the search: crown | crown-ibp | ibp
     split: str = "strong"          # split rule: strong | gain | widest
     round_seconds: float = 2.0     # a round (pop, bound, split) is sized to take about this long
-    root_alpha: bool = True        # try alpha-CROWN on the root box when CROWN does not prove it
+    root_alpha: bool = True        # with activation branching: alpha-CROWN on the root box
+                                   # when CROWN does not prove it (input splitting gains little)
     branch: str = "auto"           # input | activation | auto (activations when the input is big)
     input_split_max_dims: int = 16  # auto: inputs up to this size are split, larger ones not
     enumerate_max: int = 256       # code boxes with at most this many points are enumerated
@@ -207,7 +209,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
     pool = _Pool(fields)
     if time.monotonic() > deadline:
         return Outcome("timeout", stats=stats, message="no time left for the search")
-    if opts.root_alpha and not bool((lo == hi).all()):
+    if opts.root_alpha and layers and not bool((lo == hi).all()):
         pool.f["open"] = _root_alpha(net, problem, lo, hi, stats, deadline)
         if not bool(pool.f["open"].any()):
             return Outcome("unsat", stats=stats)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import torch
-from torch import Tensor, fx, nn
+from torch import Tensor, fx
 
 from ..ops import ROUNDINGS, QuantStep
 
