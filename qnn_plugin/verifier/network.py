@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch import Tensor
 
-from ..bounded import bounded
+from ..bounded import bounded, compute_bounds
 from ..errors import InputShapeError, ModelLoadError
 from ..onnx_import import load_onnx
 from . import grid as grid_mod
@@ -61,6 +61,10 @@ class Network:
         if self._bm is None:
             example = torch.zeros(1, *self.input_shape, device=self.device)
             self._bm = bounded(self.domain, example, self.device)
+            # one interval pass marks which nodes depend on the input and records their
+            # shapes (find_layers and the batch sizing read them)
+            with torch.no_grad():
+                compute_bounds(self._bm, example, example, "ibp")
         return self._bm
 
     def evaluate(self, points: Tensor, chunk: int = 4096) -> Tensor:
