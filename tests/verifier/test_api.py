@@ -10,6 +10,8 @@ from qnn_plugin.errors import ModelLoadError, SpecError
 from qnn_plugin.spec import Case, Polytope, Spec, parse_vnnlib
 from qnn_plugin.verifier import verify
 
+from tests.shared_data import VNNCOMP
+
 from .instances import exact_outputs
 
 
@@ -90,10 +92,10 @@ def test_float_input_network_unsat_and_sat(tmp_path):
         assert res.verdict == "sat"
 
 
-ACASXU = Path(__file__).resolve().parents[3] / "shared" / "vnncomp" / "acasxu"
+ACASXU = VNNCOMP / "acasxu" if VNNCOMP else None
 
 
-@pytest.mark.skipif(not ACASXU.is_dir(), reason="VNN-COMP acasxu benchmark not present")
+@pytest.mark.skipif(ACASXU is None or not ACASXU.is_dir(), reason="VNN-COMP acasxu benchmark not present")
 def test_timeout_is_respected():
     """An instance that takes minutes (acasxu 3_3 property 2): the answer is timeout, on time."""
     t = time.monotonic()
