@@ -43,18 +43,22 @@ class Checker:
         if not (np.all(x >= lo) and np.all(x <= hi)):
             return Verdict(False, None, None, "outside the input box")
         feed = self.net.feed(x)
-        y_ort = np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+        y_ort = self._ort(feed)
         p_ort = problem.violated_exactly(y_ort)
         if p_ort is None:
             return Verdict(False, y_ort, None, "onnxruntime output is safe")
-        y_ref = np.asarray(semantics.run_reference(self.net.onnx, feed)[0]).reshape(-1)
-        if problem.violated_exactly(y_ref) is None:
+        if problem.violated_exactly(self._reference(feed)) is None:
             return Verdict(False, y_ort, None, "the exact semantics' output is safe")
         return Verdict(True, y_ort, p_ort)
 
     def safe_exactly(self, x: np.ndarray, problem: Problem) -> bool:
         """For a single grid point the bounds left undecided: both evaluators say safe."""
         feed = self.net.feed(np.asarray(x, dtype=np.float32))
-        y_ref = np.asarray(semantics.run_reference(self.net.onnx, feed)[0]).reshape(-1)
-        y_ort = np.asarray(self.session.run(None, feed)[0]).reshape(-1)
-        return problem.violated_exactly(y_ref) is None and problem.violated_exactly(y_ort) is None
+        return (problem.violated_exactly(self._reference(feed)) is None
+                and problem.violated_exactly(self._ort(feed)) is None)
+
+    def _ort(self, feed) -> np.ndarray:
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+
+    def _reference(self, feed) -> np.ndarray:
+        return np.asarray(semantics.run_reference(self.net.onnx, feed)[0]).reshape(-1)
