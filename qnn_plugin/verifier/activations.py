@@ -13,9 +13,13 @@ Two kinds of neuron are split:
 
 Both children together cover the parent (every input's level or sign is in one of them), so
 dropping a child whose bounds prove it safe is sound. The constraints are not pushed back into
-earlier layers (that is beta-CROWN's Lagrangian, not done here): a child may be infeasible,
-which costs search time, never soundness. When no neuron is left undecided the verifier splits
-the input box instead, which ends in single points evaluated exactly.
+earlier layers (that is beta-CROWN's Lagrangian, not done here): a child may be infeasible.
+Infeasibility shows once a neuron's own pre-activation bounds (computed under the earlier
+layers' constraints, valid on the domain) exclude the side it was assigned (``empty``); such a
+domain holds no input and is dropped. Without that check, a domain whose every neuron is fixed
+but which no input reaches would keep an unsafe constant bound until its box is enumerated.
+When no neuron is left undecided the verifier splits the input box instead, which ends in
+single points evaluated exactly.
 """
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ import torch
 from torch import Tensor
 
 from ..bounds import BoundQuantStep
+from ..ops import quant_step
 from auto_LiRPA.operators import BoundRelu
 
 RELU, STEP = "relu", "step"
 _INF = float("inf")
+_BAND = 1e-5  # relative margin by which a ReLU side must be excluded to call a domain empty
 
 
 @dataclass
@@ -114,6 +120,33 @@ def ranges(layers: List[Layer], n: int) -> List[Tuple[Tensor, Tensor]]:
             hi = layer.node.forward(u).reshape(n, -1)
         out.append((lo.detach(), hi.detach()))
     return out
+
+
+def empty(layers: List[Layer], state: Dict[str, Tensor], n: int) -> Tensor:
+    """After a bound computation of n domains (constraints still installed): (N,) bool, the
+    domains that no input reaches -- a split ReLU whose pre-activation bounds lie wholly on the
+    other side of its assigned sign, or a split step whose unclamped reachable levels miss its
+    assigned level range. auto_LiRPA's bounds are float32 without outward rounding, so a ReLU
+    counts only beyond a relative band (a pre-activation that is exactly 0 belongs to both
+    children anyway); step levels come from the outward-widened bounds, as everywhere else."""
+    out = torch.zeros(n, dtype=torch.bool)
+    for i, layer in enumerate(layers):
+        node = layer.node
+        inp = node.inputs[0]
+        l, u = inp.lower.reshape(n, -1), inp.upper.reshape(n, -1)
+        if layer.kind == RELU:
+            s = state[f"r{i}"].to(l.device)
+            bad = (((s < 0) & (l > _BAND * (1 + l.abs())))
+                   | ((s > 0) & (u < -_BAND * (1 + u.abs()))))
+        else:
+            if node.split_lo is None:
+                continue
+            l, u = node._widen(inp.lower, inp.upper)
+            levels = lambda x: quant_step(x, node.scale, node.zero_point, node.lo, node.hi,
+                                          node.rounding).reshape(n, -1)
+            bad = (levels(u) < node.split_lo.reshape(n, -1)) | (levels(l) > node.split_hi.reshape(n, -1))
+        out = out.to(bad.device) | bad.any(dim=1)
+    return out.detach()
 
 
 def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]]) -> Tensor:

@@ -100,6 +100,7 @@ class Bounds:
     lA: Optional[Tensor] = None          # (N, R, n) linear lower bound's input coefficients
     ranges: Optional[list] = None        # per activation layer: (N, numel) settling ranges
     layer_A: Optional[list] = None       # per activation layer: (N, R, numel) or None
+    empty: Optional[Tensor] = None       # (N,) bool: domains whose constraints no input meets
 
 
 def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: str,
@@ -130,6 +131,7 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
         bounds = Bounds(torch.maximum(lb, ilb).detach(), None if lA is None else lA.detach())
         if layers:
             bounds.ranges = act.ranges(layers, n)
+            bounds.empty = act.empty(layers, state, n)
             bounds.layer_A = [None if (l.consumer not in A or A[l.consumer]["lA"] is None)
                               else A[l.consumer]["lA"].reshape(n, problem.n_rows, -1).detach()
                               for l in layers]
@@ -199,7 +201,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
     confirm = judge.confirm
     integer = net.grid is not None
     stats = dict(boxes_bounded=0, points_evaluated=0, max_depth=0, rounds=0, candidates=0,
-                 input_splits=0, activation_splits=0)
+                 input_splits=0, activation_splits=0, empty_domains=0)
     layers = _branching_layers(net, opts)
     fields = dict(lo=lo.unsqueeze(0), hi=hi.unsqueeze(0),
                   open=torch.ones(1, problem.n_poly, dtype=torch.bool, device=lo.device),
@@ -265,6 +267,9 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             continue
         stats["boxes_bounded"] += int(d["lo"].shape[0])
         d["open"] = d["open"] & ~problem.refuted(bd.lb)
+        if bd.empty is not None:  # no input meets the domain's activation constraints
+            d["open"] &= ~bd.empty.unsqueeze(1)
+            stats["empty_domains"] += int(bd.empty.sum())
         alive = d["open"].any(dim=1)
         if not bool(alive.any()):
             continue
@@ -368,7 +373,7 @@ def _take_bounds(bd: Bounds, idx) -> Bounds:
     pick = lambda t: None if t is None else t[idx]
     return Bounds(bd.lb[idx], pick(bd.lA),
                   None if bd.ranges is None else [(a[idx], b[idx]) for a, b in bd.ranges],
-                  None if bd.layer_A is None else [pick(a) for a in bd.layer_A])
+                  None if bd.layer_A is None else [pick(a) for a in bd.layer_A], pick(bd.empty))
 
 
 def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats):
@@ -473,14 +478,17 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
     all_lo, all_hi = torch.cat(kids_lo), torch.cat(kids_hi)          # (k * 2N, n)
     rep = lambda t: t.repeat(2 * k, *([1] * (t.dim() - 1)))
     all_state = {name: rep(v) for name, v in (state or {}).items()}
-    lbs = []
+    lbs, empties = [], []
     for i in range(0, all_lo.shape[0], batch):
         part = {name: v[i:i + batch] for name, v in all_state.items()}
-        lbs.append(bound_rows(net, problem, all_lo[i:i + batch], all_hi[i:i + batch],
-                              opts.method, False, layers, part).lb)
+        bd = bound_rows(net, problem, all_lo[i:i + batch], all_hi[i:i + batch],
+                        opts.method, False, layers, part)
+        lbs.append(bd.lb)
+        empties.append(bd.empty if bd.empty is not None
+                       else torch.zeros(bd.lb.shape[0], dtype=torch.bool, device=lo.device))
     stats["boxes_bounded"] += int(all_lo.shape[0])
-    lb = torch.cat(lbs)
-    all_open, keys = _box_keys(problem, lb, rep(open_))
+    lb, empty = torch.cat(lbs), torch.cat(empties)
+    all_open, keys = _box_keys(problem, lb, rep(open_) & ~empty.unsqueeze(1))
     keys = keys.view(k, 2, N)
     splittable = width.gather(1, cand).T > 0                           # (k, N)
     # mean of the children's (non-positive) margin bounds: splits that leave the worst region's
