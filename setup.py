@@ -25,8 +25,13 @@ setup(
         "pyyaml",
         # VNN-LIB parsing (qnn_plugin.spec works around its documented gaps; pinned for that)
         "vnnlib==1.0.2",
+        # training data: scikit-learn bundles the 8x8 digits set, the embedded default
+        "scikit-learn",
+        # PNG plots of the report and comparison scripts
+        "matplotlib",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["qnn-bound=qnn_plugin.cli:bound_main",
-                                     "qnn-verify=qnn_plugin.cli_verify:main"]},
+                                     "qnn-verify=qnn_plugin.cli_verify:main",
+                                     "qnn-train=qnn_plugin.cli_train:main"]},
 )

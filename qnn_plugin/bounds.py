@@ -35,7 +35,7 @@ from auto_LiRPA.operators import (  # noqa: E402  (after compat.apply)
     BoundReshape, BoundSqueeze, BoundSub, BoundUnsqueeze,
 )
 
-from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, quant_step  # noqa: E402
+from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, Const, QuantStepFn, quant_step  # noqa: E402
 
 # relative slack on the intercepts of sloped lines: covers float32 rounding of x / scale near a
 # step edge and of the intercept arithmetic (slope-0 lines are exact and get none)
@@ -245,9 +245,17 @@ class BoundQuantStep(_MonotoneBound):
     # per-domain level ranges set by the verifier's activation branching (verifier/activations.py):
     # (batch, *shape) tensors clamping the levels further; None when not branching
     split_lo = split_hi = None
+    # training (qnn_plugin.training.loss): values and interval bounds carry the straight-through
+    # gradient, so a loss on the bounds trains the weights; off for verification, where the
+    # step's zero gradient keeps alpha-CROWN's slopes from chasing a surrogate
+    ste = False
 
     def forward(self, x):
-        q = quant_step(x, self.scale, self.zero_point, self.lo, self.hi, self.rounding)
+        if self.ste and torch.is_grad_enabled() and x.requires_grad:
+            q = QuantStepFn.apply(x, Const(self.scale), Const(self.zero_point), self.lo, self.hi,
+                                  self.rounding)
+        else:
+            q = quant_step(x, self.scale, self.zero_point, self.lo, self.hi, self.rounding)
         if self.split_lo is not None:
             if q.shape[-self.split_lo.dim():] != self.split_lo.shape:
                 raise RuntimeError(f"internal error: level constraints of shape "

@@ -327,6 +327,32 @@ def _onnx2torch_domain_names():
     OnnxGraph.generate_node_name = staticmethod(generate_node_name)
 
 
+@_fix("bound_setattr", "auto_LiRPA's Bound nodes are nn.Modules and every bound computation sets and "
+      "clears hundreds of plain attributes (lower, upper, interval, forward_value...) through "
+      "nn.Module.__setattr__, whose Parameter/Module/buffer checks cost 40% of a small QA-IBP "
+      "training step: take Python's own setattr when the value and the name are none of those",
+      lambda: getattr(_lirpa("auto_LiRPA.operators").Bound, "__setattr__") is torch.nn.Module.__setattr__,
+      phase="post")
+def _bound_setattr():
+    from torch.nn import Module
+
+    module_setattr = Module.__setattr__
+    # values that are certainly no Parameter, Module or Buffer (exact types: no subclass check,
+    # whose metaclass hooks are what makes isinstance(value, Parameter) slow)
+    plain = frozenset({torch.Tensor, type(None), bool, int, float, str, tuple, list, dict})
+
+    def __setattr__(self, name, value):
+        d = self.__dict__
+        # a case in which nn.Module.__setattr__ ends in object.__setattr__
+        if (type(value) in plain and name not in d.get("_parameters", ())
+                and name not in d.get("_modules", ()) and name not in d.get("_buffers", ())):
+            object.__setattr__(self, name, value)
+        else:
+            module_setattr(self, name, value)
+
+    _lirpa("auto_LiRPA.operators").Bound.__setattr__ = __setattr__
+
+
 def apply() -> List[str]:
     """Apply every needed fix once (idempotent). Returns the names of the fixes applied."""
     global _DONE

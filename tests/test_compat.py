@@ -171,3 +171,26 @@ def test_alpha_crown_on_mostly_unstable_relu_layer():
     bm = qp.bounded(net, x)
     lb, ub = qp.compute_bounds(bm, x - 1.0, x + 1.0, "alpha-crown")
     assert torch.all(lb <= ub)
+
+
+@needs("bound_setattr")
+def test_bound_setattr_keeps_module_semantics():
+    """The fast path only takes plain values on plain names; parameters, modules and buffers
+    still register as nn.Module does."""
+    from auto_LiRPA.operators import Bound
+
+    node = Bound({}, [], 0, {})
+    t = torch.ones(2)
+    node.lower = t
+    assert node.__dict__["lower"] is t and "lower" not in node._buffers
+    node.p = nn.Parameter(torch.zeros(1))
+    assert "p" in node._parameters and "p" not in node.__dict__
+    node.p = None
+    assert node._parameters["p"] is None
+    node.child = nn.Linear(1, 1)
+    assert "child" in node._modules
+    node.register_buffer("buf", torch.zeros(1))
+    node.buf = torch.ones(1)
+    assert torch.equal(node._buffers["buf"], torch.ones(1)) and "buf" not in node.__dict__
+    with pytest.raises(TypeError):
+        node.p = torch.ones(1)   # a plain tensor onto a parameter's name, as nn.Module refuses

@@ -1,7 +1,8 @@
 """verify(model, spec): the library entry point of the complete verifier.
 
 Phases, per case of the spec (an input box with its unsafe set):
-  1. attack: random points of the box and PGD with straight-through gradients;
+  1. random points of the box; one bound computation on the whole box (proves most robust
+     cases at once); PGD with straight-through gradients when that did not;
   2. branch and bound (bab.search) on the input grid, or on the float box when the network
      has no input quantizer; every candidate counterexample is confirmed by the exact semantics
      and by onnxruntime before the answer is sat.
@@ -78,18 +79,25 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         if not case.unsafe:  # an empty disjunction: nothing is unsafe in this box
             continue
         problem = Problem.from_case(case, i, dev)
-        # the cheap attack gets at most a fifth of the time left; the search gets the rest
+        lo, hi = net.domain_box(problem.lower, problem.upper)
+        # cheap first: random points, then the root bound (most robust boxes end here), and
+        # PGD only when the root does not prove the case; the attacks get at most a fifth of
+        # the time left, the search the rest
         attack_deadline = min(deadline, time.monotonic() + 0.2 * (deadline - time.monotonic()))
-        found = _attack(net, problem, checker, gen, attack_starts, attack_steps, attack_deadline,
-                        stats)
+        found = _random_attack(net, problem, checker, gen, stats)
+        if found is None:
+            problem.set_output_bound(_output_bound(net, lo, hi))
+            if _root_proves(net, problem, lo, hi, method, stats):
+                verdicts.append(("unsat", ""))
+                continue
+            found = _pgd_attack(net, problem, checker, gen, attack_starts, attack_steps,
+                                attack_deadline, stats)
         if found is not None:
             return _finish(VerifyResult("sat", found), t0, stats, checker)
         if time.monotonic() > deadline:
             return _finish(VerifyResult("timeout", message=f"during the attack on case {i}"),
                            t0, stats, checker)
         t1 = time.monotonic()
-        lo, hi = net.domain_box(problem.lower, problem.upper)
-        problem.set_output_bound(_output_bound(net, lo, hi))
         out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker), opts)
         stats["time_bab"] += time.monotonic() - t1
         for k, v in out.stats.items():
@@ -106,14 +114,29 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     return _finish(VerifyResult("unsat"), t0, stats, checker)
 
 
-def _attack(net, problem, checker, gen, starts, steps, deadline, stats) -> Optional[Counterexample]:
+def _random_attack(net, problem, checker, gen, stats) -> Optional[Counterexample]:
     t = time.monotonic()
     try:
         lo, hi = net.domain_box(problem.inner_lower, problem.inner_upper)
         pts = attack.candidates(net, problem, attack.random_points(net, lo, hi, 256, gen))
         found = _confirm(net, problem, checker, pts)
-        if found is not None and found.shape[0]:
-            return _counterexample(net, problem, checker, found)
+        return _counterexample(net, problem, checker, found) if found is not None else None
+    finally:
+        stats["time_attack"] += time.monotonic() - t
+
+
+def _root_proves(net, problem, lo, hi, method, stats) -> bool:
+    """One bound computation on the whole box (CROWN unless the user chose IBP)."""
+    t = time.monotonic()
+    with torch.no_grad():
+        lb = bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), method, False).lb
+    stats["time_root"] = stats.get("time_root", 0.0) + time.monotonic() - t
+    return bool(problem.refuted(lb).all())
+
+
+def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> Optional[Counterexample]:
+    t = time.monotonic()
+    try:
         xs = attack.pgd(net, problem, starts, steps, gen, deadline)
         for x in xs[:8]:
             v = checker.check(x.detach().cpu().numpy(), problem)
