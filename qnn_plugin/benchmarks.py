@@ -124,3 +124,37 @@ def generate_robustness_benchmark(folder: Path, name: str, dataset: str, models:
 def _input_shape(sess) -> tuple:
     dims = sess.get_inputs()[0].shape[1:]
     return tuple(int(d) for d in dims)
+
+
+def ibp_certified(onnx_path: str, pixels: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
+    """(N,) bool: for each sample (``pixels`` (N, *input shape), levels 0..255), every margin
+    z_y - z_j has a positive interval lower bound over its robustness box, computed on the ONNX
+    model itself (load_onnx + bounded) with the final affine layers folded into the margins
+    (``qnn_plugin.bounded.margin_ibp``): the bound the QA-IBP loss trains. A misclassified
+    sample is never certified (its centre is in the box)."""
+    import torch
+
+    from . import bounded, load_onnx
+    from .bounded import margin_ibp
+    from .training.loss import margin_matrix
+
+    model = load_onnx(onnx_path)
+    p = torch.tensor(np.asarray(pixels), dtype=torch.float32)
+    lo = torch.clamp(p - eps, 0, 255) * PIXEL_SCALE
+    hi = torch.clamp(p + eps, 0, 255) * PIXEL_SCALE
+    bm = bounded(model, lo[:1])
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    with torch.no_grad():
+        n_out = model(lo[:1]).reshape(-1).shape[0]
+        lb = margin_ibp(bm, lo, hi, margin_matrix(y, n_out))
+    return (lb > 0).all(dim=1).numpy()
+
+
+def verify_robustness(onnx_path: str, pixels: np.ndarray, label: int, n_classes: int, eps: int,
+                      timeout: float):
+    """The complete verifier on one robustness property (see ``robustness_vnnlib``)."""
+    from .spec import parse_vnnlib
+    from .verifier import verify
+
+    spec = parse_vnnlib(robustness_vnnlib(pixels, label, n_classes, eps))
+    return verify(onnx_path, spec, timeout=timeout)

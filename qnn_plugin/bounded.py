@@ -175,3 +175,24 @@ def _ibp(bm, x, C):
     lb, ub = lb.reshape(lb.shape[0], -1, 1), ub.reshape(ub.shape[0], -1, 1)
     pos, neg = C.clamp(min=0), C.clamp(max=0)
     return (pos @ lb + neg @ ub).squeeze(-1), (pos @ ub + neg @ lb).squeeze(-1)
+
+
+def margin_ibp(bm: BoundedModule, lower: Tensor, upper: Tensor, C: Tensor) -> Tensor:
+    """Lower bounds of C @ output over the boxes by interval arithmetic, with the affine layers
+    after the last quantization step folded into C (as IBP training computes margins: the
+    interval of z_y - z_j, not l_y - u_j). Implemented as CROWN-IBP with every step's lines
+    flat (slope 0), so the backward pass from the output stops at the last step; on graphs
+    whose output is reached from a step only through affine operations this is exactly that
+    folded interval bound. Intersected with the plain interval bound (both are sound)."""
+    x = BoundedTensor(lower, PerturbationLpNorm(x_L=lower, x_U=upper))
+    if C.shape[0] == 1 and lower.shape[0] > 1:
+        C = C.expand(lower.shape[0], *C.shape[1:])
+    steps = [n for n in bm._modules.values() if isinstance(n, STEP_BOUNDS)]
+    for n in steps:
+        n.flat = True
+    try:
+        lb, _ = bm.compute_bounds(x=(x,), C=C, method="CROWN-IBP", bound_upper=False)
+    finally:
+        for n in steps:
+            n.flat = False
+    return torch.maximum(lb, _ibp(bm, x, C)[0])

@@ -167,10 +167,18 @@ class _MonotoneBound(BoundOptimizableActivation):
             self._box_input = reads_input_box(self.inputs[0])
         return self._box_input
 
+    # set by qnn_plugin.bounded.margin_ibp around one bound computation: constant lines
+    # [f(l), f(u)] at every step, so a backward pass from the output stops at the last step and
+    # is interval arithmetic with the final affine layers folded into the specification
+    flat = False
+
+    def _stops_backward(self) -> bool:
+        return self.flat or self._reads_box()
+
     def bound_relax(self, x):
         l, u = self._widen(x.lower, x.upper)
         optimizing = self.opt_stage in ("opt", "reuse")
-        if self._reads_box():
+        if self._stops_backward():
             # slope 0 is optimal on an input box: the constant lines f(l) and f(u) (reached only
             # for non-dense A; bound_backward short-cuts the dense case)
             shape = (2, 1, *l.shape) if optimizing else l.shape  # (A-sides, spec) broadcast
@@ -189,10 +197,11 @@ class _MonotoneBound(BoundOptimizableActivation):
 
     def bound_backward(self, last_lA, last_uA, x, *const_inputs, **kwargs):
         none = [(None, None)] * len(const_inputs)  # constant min/max inputs get no A
-        if self._reads_box() and all(a is None or type(a) is Tensor for a in (last_lA, last_uA)):
-            # slope 0 on an input box: the A matrix stops here, and only the concretisation
-            # over the box [f(l), f(u)] is needed -- two contractions, no A product
-            lo, hi = self.forward(x.lower), self.forward(x.upper)
+        if self._stops_backward() and all(a is None or type(a) is Tensor for a in (last_lA, last_uA)):
+            # slope 0 (on an input box, or flat): the A matrix stops here, and only the
+            # concretisation over the box [f(l), f(u)] is needed -- two contractions, no A product
+            l, u = self._widen(x.lower, x.upper)
+            lo, hi = self.forward(l), self.forward(u)
             mid, rad = (hi + lo) / 2, (hi - lo) / 2
             lbias = _box_bias(last_lA, mid, rad, -1.0)
             ubias = _box_bias(last_uA, mid, rad, +1.0)

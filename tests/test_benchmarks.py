@@ -47,3 +47,42 @@ def test_pick_samples_takes_correct_ones_in_seeded_order():
     x = np.arange(10)[:, None]
     a = pick_samples(pred, x, y, 3, seed=4)
     assert a == pick_samples(pred, x, y, 3, seed=4) and len(a) == 3 and min(a) >= 5
+
+
+def test_ibp_certified_and_verify_robustness_agree_with_enumeration(tmp_path):
+    """On exported QNNs with 3 inputs: a certified sample is robust on every grid point of its
+    box, and the complete verifier's verdict is the enumerated truth."""
+    import itertools
+
+    import onnxruntime as ort
+    import torch
+
+    from qnn_plugin.benchmarks import ibp_certified, verify_robustness
+    from qnn_plugin.training import QNN, QFormat, export_onnx
+
+    rng = np.random.default_rng(0)
+    seen = set()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        m = QNN.mlp(3, [6], 4, in_fmt=QFormat.fixed(8, 8, False), w_fmt=QFormat.fixed(6, 5, True),
+                    act_fmt=QFormat.fixed(6, 3, False), rounding="half_up")
+        with torch.no_grad():
+            for p in m.parameters():
+                p.mul_(4.0)
+        path = str(tmp_path / f"m{seed}.onnx")
+        export_onnx(m, path, "fixed_point")
+        sess = ort.InferenceSession(path)
+        px = rng.integers(0, 256, (4, 3))
+        labels = sess.run(None, {sess.get_inputs()[0].name: (px / 256).astype(np.float32)})[0].argmax(1)
+        eps = 3
+        cert = ibp_certified(path, px, labels, eps)
+        for k in range(4):
+            box = [range(max(0, v - eps), min(255, v + eps) + 1) for v in px[k]]
+            pts = np.array(list(itertools.product(*box)), dtype=np.float32) / 256
+            y = sess.run(None, {sess.get_inputs()[0].name: pts})[0]
+            robust = bool((np.delete(y, labels[k], axis=1) < y[:, [labels[k]]]).all())
+            assert robust or not cert[k]
+            res = verify_robustness(path, px[k], int(labels[k]), 4, eps, timeout=30)
+            assert res.verdict == ("unsat" if robust else "sat"), (res.verdict, res.message)
+            seen.add((bool(cert[k]), robust))
+    assert {(True, True), (False, True), (False, False)} <= seen, seen

@@ -16,15 +16,13 @@ power of two, float32 rounding may differ between the two at a few points).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from .. import onnx_builders as ob
 from ..errors import QnnPluginError
-from .layers import QNN, QFormat, QuantConv2d, QuantLinear
+from .layers import QNN, QuantConv2d, QuantLinear
 
 FORMS = ("qdq", "fixed_point")
 

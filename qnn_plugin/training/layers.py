@@ -86,8 +86,8 @@ def _check_rounding(rounding: str) -> str:
     return rounding
 
 
-class InputQuant(nn.Module):
-    """The input quantizer: real input -> its grid value (codes ``fmt.qmin..fmt.qmax``)."""
+class _Quantizer(nn.Module):
+    """x -> the value of its code in ``fmt``: clamp(R(x / scale) + zp, qmin, qmax) dequantized."""
 
     def __init__(self, fmt: QFormat, rounding: str = "half_even"):
         super().__init__()
@@ -100,19 +100,13 @@ class InputQuant(nn.Module):
         return f"{self.fmt}, rounding={self.rounding}"
 
 
-class ActQuant(nn.Module):
-    """Activation requantizer: clamp(R(z / scale) + zp, qmin, qmax). With an unsigned format
-    (qmin = zero point = 0) the lower clamp is the ReLU."""
+class InputQuant(_Quantizer):
+    """The input quantizer: real input -> its grid value (codes ``fmt.qmin..fmt.qmax``)."""
 
-    def __init__(self, fmt: QFormat, rounding: str = "half_even"):
-        super().__init__()
-        self.fmt, self.rounding = fmt, _check_rounding(rounding)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.fmt.fake(z, self.rounding)
-
-    def extra_repr(self) -> str:
-        return f"{self.fmt}, rounding={self.rounding}"
+class ActQuant(_Quantizer):
+    """Activation requantizer. With an unsigned format (qmin = zero point = 0) the lower clamp
+    is the ReLU."""
 
 
 class _QuantAffine(nn.Module):
@@ -214,7 +208,7 @@ class QNN(nn.Sequential):
         self.input_shape, self.rounding = tuple(input_shape), rounding
         scale = None
         for m in self:
-            if isinstance(m, (InputQuant, ActQuant)):
+            if isinstance(m, _Quantizer):
                 scale = m.fmt.scale
             elif isinstance(m, _QuantAffine):
                 if scale is None:

@@ -12,10 +12,10 @@ from qnn_plugin.training.layers import QNN, QFormat
 from qnn_plugin.training.loss import RobustLoss, margin_matrix
 
 
-def _tiny(seed, rounding="half_even", n_in=3):
+def _tiny(seed, rounding="half_even", n_in=3, act_bits=6):
     torch.manual_seed(seed)
     m = QNN.mlp(n_in, [6, 5], 4, in_fmt=QFormat.fixed(8, 8, False), w_fmt=QFormat.fixed(6, 5, True),
-                act_fmt=QFormat.fixed(6, 4, False), rounding=rounding)
+                act_fmt=QFormat.fixed(act_bits, 4, False), rounding=rounding)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in m.parameters():
@@ -84,3 +84,27 @@ def test_loss_terms_and_clean_path():
     assert all(n.ste for n in loss.bm._modules.values() if isinstance(n, BoundQuantStep))
     with pytest.raises(ValueError, match="bound method"):
         RobustLoss(m, method="alpha-crown")
+
+
+@pytest.mark.parametrize("form", ["qdq", "fixed_point"])
+def test_training_bounds_equal_the_bounds_on_the_exported_onnx(tmp_path, form):
+    """The bounds that train are the bounds that verify: RobustLoss's IBP margin bounds on the
+    torch QNN equal margin_ibp on its exported ONNX model loaded back by load_onnx."""
+    import qnn_plugin as qp
+    from qnn_plugin.bounded import margin_ibp
+    from qnn_plugin.training.export import export_onnx
+
+    m = _tiny(11, n_in=10, act_bits=8 if form == "qdq" else 6)
+    path = tmp_path / "m.onnx"
+    export_onnx(m, path, form)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (16, 10), generator=g).float() / 256
+    y = torch.randint(0, 4, (16,), generator=g)
+    eps = 3 / 256
+    train_lb = RobustLoss(m).margin_bounds(x, y, eps).detach()
+    net = qp.load_onnx(str(path))
+    lo, hi = (x - eps).clamp(0, 255 / 256), (x + eps).clamp(0, 255 / 256)
+    onnx_lb = margin_ibp(qp.bounded(net, x[:1]), lo, hi, margin_matrix(y, 4))
+    plain_lb, _ = qp.compute_bounds(qp.bounded(net, x[:1]), lo, hi, "ibp", C=margin_matrix(y, 4))
+    assert torch.allclose(train_lb, onnx_lb, atol=1e-5), (train_lb - onnx_lb).abs().max()
+    assert bool((onnx_lb >= plain_lb - 1e-6).all()) and bool((onnx_lb > plain_lb + 1e-3).any())
