@@ -25,6 +25,8 @@ setup(
         "pyyaml",
         # VNN-LIB parsing (qnn_plugin.spec works around its documented gaps; pinned for that)
         "vnnlib==1.0.2",
+        # the verifier's exact integer program (scipy.optimize.milp: HiGHS)
+        "scipy>=1.9",
         # training data: scikit-learn bundles the 8x8 digits set, the embedded default
         "scikit-learn",
         # PNG plots of the report and comparison scripts

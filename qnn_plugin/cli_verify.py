@@ -51,7 +51,7 @@ DEFAULT_GRACE = 30.0
 def verify(onnx_path, vnnlib_path, *, timeout: float = 60.0, device=None, seed: int = 0,
            **options):
     """The verifier (``qnn_plugin.verifier.verify``), imported on first use; ``options`` are
-    its keyword options (method, branch, split, progress). Tests replace this module-level name
+    its keyword options (method, branch, split, milp, progress). Tests replace this module-level name
     (single-instance mode) or pass another ``--runner`` (benchmark mode)."""
     from .verifier import verify as _verify
 
@@ -537,6 +537,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--split", choices=("strong", "gain", "widest"), default=None,
                    help="how an input dimension is chosen: strong branching (default), the "
                         "|A| x width estimate, or the widest edge")
+    g.add_argument("--no-milp", dest="milp", action="store_false", default=None,
+                   help="skip the exact integer program (HiGHS) that is tried before branching "
+                        "on activations")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="single instance: report the search's progress on stderr every 2 s")
     g.add_argument("--results-file", metavar="F",
@@ -609,7 +612,7 @@ def _benchmark(args) -> int:
 
 def _verifier_options(args) -> dict:
     """The verifier options given on the command line (the others keep verify()'s defaults)."""
-    return {k: getattr(args, k) for k in ("method", "branch", "split")
+    return {k: getattr(args, k) for k in ("method", "branch", "split", "milp")
             if getattr(args, k, None) is not None}
 
 

@@ -40,7 +40,7 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
            timeout: float = 60.0, device: Optional[str] = None, seed: int = 0,
            method: str = "crown", split: str = "strong", branch: str = "auto",
            batch: Optional[int] = None,
-           attack_starts: int = 64, attack_steps: int = 50,
+           attack_starts: int = 64, attack_steps: int = 50, milp: bool = True,
            progress: bool = False) -> VerifyResult:
     """Verify the VNN-LIB property ``spec`` (path or parsed Spec) on the ONNX network ``model``
     within ``timeout`` seconds, counted from the call (the answer comes back before it expires).
@@ -97,6 +97,13 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         if time.monotonic() > deadline:
             return _finish(VerifyResult("timeout", message=f"during the attack on case {i}"),
                            t0, stats, checker)
+        if milp and bab.uses_activation_branching(net, opts):
+            decided = _milp_step(net, problem, lo, hi, checker, deadline, stats)
+            if decided == "unsat":
+                verdicts.append(("unsat", ""))
+                continue
+            if isinstance(decided, Counterexample):
+                return _finish(VerifyResult("sat", decided), t0, stats, checker)
         t1 = time.monotonic()
         out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker), opts)
         stats["time_bab"] += time.monotonic() - t1
@@ -146,6 +153,39 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
         return None
     finally:
         stats["time_attack"] += time.monotonic() - t
+
+
+def _milp_step(net, problem, lo, hi, checker, deadline, stats):
+    """The exact integer program on the whole box, with at most half of the time left:
+    "unsat", a confirmed Counterexample, or None (undecided: branch and bound goes on)."""
+    from . import milp as milp_mod
+
+    t = time.monotonic()
+    try:
+        with torch.no_grad():   # node bounds of this box for the program's big-M constants
+            bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False)
+        try:
+            prog, out = milp_mod.encode(net.bounded_module, lo.double().cpu().numpy(),
+                                        hi.double().cpu().numpy(), net.grid is not None)
+        except milp_mod.Unsupported:   # an operation the program does not encode
+            stats["milp_unsupported"] = 1.0
+            return None
+        res = milp_mod.solve(prog, out, problem.A64, problem.b64, problem.poly.cpu().numpy(),
+                             problem.tolerance64(), 0.5 * (deadline - time.monotonic()))
+        stats["milp_status"] = {"infeasible": 1.0, "feasible": 2.0}.get(res.status, 0.0)
+        if res.status == "infeasible":
+            return "unsat"
+        if res.status == "feasible":
+            pt = torch.as_tensor(res.point, dtype=torch.float32, device=lo.device)
+            if net.grid is not None:
+                pt = torch.round(pt)
+            pt = torch.minimum(torch.maximum(pt, lo), hi).unsqueeze(0)
+            found = _confirm(net, problem, checker, pt)
+            if found is not None:
+                return _counterexample(net, problem, checker, found)
+        return None
+    finally:
+        stats["time_milp"] = stats.get("time_milp", 0.0) + time.monotonic() - t
 
 
 def _confirm(net: Network, problem: Problem, checker: Checker, points) -> Optional[torch.Tensor]:

@@ -359,6 +359,11 @@ def _decide_points(net, problem, pts, judge, stats):
     return None, disputed
 
 
+def uses_activation_branching(net: Network, opts: Options) -> bool:
+    """Whether the search will branch on hidden activations (see _branching_layers)."""
+    return bool(_branching_layers(net, opts))
+
+
 def _branching_layers(net: Network, opts: Options) -> list:
     """The activation layers to branch on: all splittable ones, unless the input is small
     enough for input splitting alone (or the bound method has no intermediate bounds)."""

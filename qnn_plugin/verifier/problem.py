@@ -54,6 +54,7 @@ class Problem:
     # C differs from A64 where a coefficient is not a float32: (R,) |A64 - C| summed per row,
     # times a bound on |y| (set by the verifier), is added to the proof threshold
     slack: Optional[Tensor] = None
+    _y_abs_max: Optional[float] = None
 
     @classmethod
     def from_case(cls, case, index: int, device) -> "Problem":
@@ -85,6 +86,7 @@ class Problem:
         bound can be off by float32 rounding of terms as large as the outputs. Boxes whose
         bound falls inside that band are split down to points, decided exactly."""
         y = float(y_abs_max)
+        self._y_abs_max = y
         err = self.coefficient_error * y + 2.0 ** -20 * np.abs(self.A64).sum(axis=1) * y
         self.slack = torch.as_tensor(err, dtype=torch.float32, device=self.b.device)
 
@@ -115,6 +117,16 @@ class Problem:
             tol = tol + self.slack
         gap = torch.where(row_lower - self.b > tol, row_lower - self.b, torch.zeros_like(row_lower))
         return self.poly_max(gap) > 0
+
+    def tolerance64(self) -> np.ndarray:
+        """(R,) the band a row's bound must clear b by for a proof (as ``refuted``), as float64
+        with the outputs' magnitude standing in for the bound: the integer program relaxes the
+        unsafe rows by it, so it proves exactly what a bound of the same precision could."""
+        y = float(self._y_abs_max or 0.0)
+        tol = 1e-6 * (1.0 + np.abs(self.b64) + np.abs(self.A64).sum(axis=1) * y)
+        if self.slack is not None:
+            tol = tol + self.slack.double().cpu().numpy()
+        return tol
 
     def point_margins(self, y: Tensor):
         """(N, n_out) outputs of single points -> (margin, tolerance), both (N,) float64: the

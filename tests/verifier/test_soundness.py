@@ -73,20 +73,23 @@ DEEP = {
 }
 
 
-@pytest.mark.parametrize("branch", ["activation", "input"])
+@pytest.mark.parametrize("branch", ["activation", "input", "milp"])
 @pytest.mark.parametrize("encoding", sorted(DEEP))
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
 @example(seed=1305, kind="random")  # qdq_deep: infeasible level splits kept 30,000 domains open
 def test_branching_modes_match_exhaustive_enumeration(tmp_path, encoding, branch, seed, kind):
     """Every coordinate free (up to 5**6 grid points): activation branching (quantized hidden
-    steps split by level) and input branching must both reach the true verdict."""
+    steps split by level), input branching, and the integer program must each reach the true
+    verdict."""
     rng = np.random.default_rng(seed)
     built = DEEP[encoding](rng)
     spec, truth = grid_instance(rng, built, kind, free=6)
     path = tmp_path / "net.onnx"
     path.write_bytes(built.model.SerializeToString())
-    res = verify(str(path), spec, timeout=120, branch=branch, attack_starts=0)
+    # "activation": branch and bound alone; "milp": the integer program first
+    res = verify(str(path), spec, timeout=120, branch="activation" if branch == "milp" else branch,
+                 milp=branch == "milp", attack_starts=0)
     assert res.verdict == ("sat" if truth else "unsat"), (res.verdict, res.message, res.stats)
 
 
@@ -115,9 +118,10 @@ def _relu_mlp(rng, sizes):
     return model
 
 
+@pytest.mark.parametrize("use_milp", [False, True])
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1))
-def test_relu_activation_branching_is_sound(tmp_path, seed):
+def test_relu_activation_branching_is_sound(tmp_path, seed, use_milp):
     """Float ReLU network, robustness boxes of random size, ReLU splitting: an unsat answer must
     survive 5,000 random samples of the box (a sat answer is confirmed by construction)."""
     rng = np.random.default_rng(seed)
@@ -130,7 +134,7 @@ def test_relu_activation_branching_is_sound(tmp_path, seed):
     lab = int(np.argmax(y0))
     polys = tuple(Polytope(np.eye(3)[[lab]] - np.eye(3)[[j]], np.zeros(1)) for j in range(3) if j != lab)
     spec = Spec((Case(x0 - eps, x0 + eps, polys),), 20, 3, "<t>")
-    res = verify(str(path), spec, timeout=60, branch="activation", attack_starts=0)
+    res = verify(str(path), spec, timeout=60, branch="activation", milp=use_milp, attack_starts=0)
     assert res.verdict in ("sat", "unsat", "timeout"), res.message
     if res.verdict == "unsat":
         import onnxruntime as ort

@@ -1,0 +1,265 @@
+"""An exact mixed-integer program of the network on a box, solved with HiGHS (scipy.optimize.milp).
+
+Branch and bound without beta-CROWN multipliers cannot push an activation split back into earlier
+layers, so on high-dimensional quantized inputs it can stall where an integer program decides
+at once. The program here encodes, over the verifier's search domain (input codes of a grid
+network, or the float box):
+
+* affine operations (MatMul, Gemm, Conv, Add/Sub/Mul/Div by constants, reshapes) exactly, as
+  float64 matrices read off the bound graph by evaluating each node on basis vectors;
+* a quantization step q = clamp(R(z / s) + zp, lo, hi) with input bounds [l, u] as an integer
+  level k in [f(l), f(u)] with (k - zp + d - 1) s - pad <= z <= (k - zp + d) s + pad (d the
+  rounding's offset, pad the same outward margin the bound operators use against float32
+  error), plus a binary per reachable saturation that releases the edge it passes. Both levels
+  of a tie point are allowed: the program over-approximates the network;
+* a ReLU with unstable input bounds by the usual binary encoding (exact given the bounds).
+
+So every counterexample of the network is a solution: an infeasible program proves the case
+(``unsat``), and a solution is only a candidate that the verifier confirms exactly before
+answering ``sat``. Each polytope of the unsafe set is one feasibility problem, its rows relaxed
+by the same tolerance as a bound-based proof.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..bounds import BoundQuantStep
+from ..ops import ROUNDINGS, quant_step
+
+_AFFINE = ("BoundMatMul", "BoundLinear", "BoundConv", "BoundAdd", "BoundSub", "BoundMul",
+           "BoundDiv", "BoundReshape", "BoundFlatten", "BoundSqueeze", "BoundUnsqueeze",
+           "BoundNeg", "BoundIdentity")
+_WIDEN_REL, _WIDEN_ABS = 2.0 ** -20, 2.0 ** -10   # as bounds.BoundQuantStep._widen
+
+
+class Unsupported(Exception):
+    """The network has an operation the program does not encode."""
+
+
+@dataclass
+class _Program:
+    """Variables 0..n_in-1 are the domain inputs; constraints rows lo <= A x <= hi."""
+
+    n_in: int
+    lb: List[float] = field(default_factory=list)
+    ub: List[float] = field(default_factory=list)
+    integer: List[int] = field(default_factory=list)
+    rows: List[np.ndarray] = field(default_factory=list)    # dense coefficient rows
+    row_lo: List[float] = field(default_factory=list)
+    row_hi: List[float] = field(default_factory=list)
+
+    def new_var(self, lo: float, hi: float, integer: bool) -> int:
+        self.lb.append(lo)
+        self.ub.append(hi)
+        self.integer.append(1 if integer else 0)
+        return len(self.lb) - 1
+
+    def add(self, coef: Dict[int, float], expr: Optional[Tuple[np.ndarray, float]], lo: float,
+            hi: float) -> None:
+        """lo <= expr + sum coef[v] x_v <= hi (expr: (dense coefficients, constant))."""
+        row = np.zeros(0)
+        const = 0.0
+        if expr is not None:
+            row, const = expr[0].copy(), float(expr[1])
+        size = max(len(row), max(coef) + 1 if coef else 0)
+        if len(row) < size:
+            row = np.concatenate([row, np.zeros(size - len(row))])
+        for v, a in coef.items():
+            row[v] += a
+        self.rows.append(row)
+        self.row_lo.append(lo - const)
+        self.row_hi.append(hi - const)
+
+
+@dataclass
+class MilpResult:
+    status: str                      # "infeasible" (case proven), "feasible", "unknown"
+    point: Optional[np.ndarray] = None   # a candidate domain point (feasible)
+    message: str = ""
+    seconds: float = 0.0
+
+
+def _affine_of(node, exprs):
+    """(M, c) of an affine node from its inputs' (M, c), by evaluating it on basis vectors."""
+    kind = type(node).__name__
+    pert = [i for i, n in enumerate(node.inputs) if n.perturbed]
+    if kind not in _AFFINE or not pert:
+        raise Unsupported(f"{kind} ({node.name})")
+    if kind in ("BoundMul", "BoundDiv") and (len(pert) != 1 or (kind == "BoundDiv" and pert != [0])):
+        raise Unsupported(f"{kind} of two perturbed operands ({node.name})")
+    if kind in ("BoundMatMul", "BoundLinear", "BoundConv") and pert != [0]:
+        raise Unsupported(f"{kind} with a perturbed weight ({node.name})")
+    if kind in ("BoundAdd", "BoundSub") and len(pert) == 2:   # x + y, x - y of two affine maps
+        (M1, c1), (M2, c2) = exprs[node.inputs[0].name], exprs[node.inputs[1].name]
+        if M1.shape != M2.shape:
+            raise Unsupported(f"{kind} with broadcasting ({node.name})")
+        sign = 1.0 if kind == "BoundAdd" else -1.0
+        return M1 + sign * M2, c1 + sign * c2
+    k = pert[0]
+    M_in, c_in = exprs[node.inputs[k].name]
+    shape = tuple(node.inputs[k].output_shape[1:])
+    m = M_in.shape[0]
+    basis = torch.cat([torch.zeros(1, m, dtype=torch.float64),
+                       torch.eye(m, dtype=torch.float64)]).reshape(m + 1, *shape)
+    args = []
+    for i, inp in enumerate(node.inputs):
+        if i == k:
+            args.append(basis)
+        else:
+            v = inp.forward_value
+            args.append(v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
+    with torch.no_grad():
+        out = node.forward(*args).reshape(m + 1, -1).double().cpu().numpy()
+    offset, K = out[0], (out[1:] - out[0]).T          # out(x) = K x + offset
+    return K @ M_in, K @ c_in + offset
+
+
+def _step(node, prog: _Program, M, c):
+    """Encode q = QuantStep(z) elementwise; returns (M_q, c_q) over the (grown) variables."""
+    inp = node.inputs[0]
+    l = inp.lower.reshape(-1).double().cpu().numpy()
+    u = inp.upper.reshape(-1).double().cpu().numpy()
+    n = l.size
+    s = torch.broadcast_to(node.scale, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
+    zp = torch.broadcast_to(node.zero_point, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
+    d = ROUNDINGS[node.rounding]
+    pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + _WIDEN_ABS * s
+    lw, uw = l - pad, u + pad
+    lvl = lambda x, lo, hi: quant_step(torch.as_tensor(x).reshape(inp.lower.shape[1:]).float(),
+                                       node.scale, node.zero_point, lo, hi,
+                                       node.rounding).reshape(-1).double().cpu().numpy()
+    inf = float("inf")
+    kl, ku = lvl(lw, node.lo, node.hi), lvl(uw, node.lo, node.hi)
+    rl, ru = lvl(lw, -inf, inf), lvl(uw, -inf, inf)          # unclamped levels
+    Mq = np.zeros((n, M.shape[1]))
+    cq = np.zeros(n)
+    for i in range(n):
+        if kl[i] == ku[i]:
+            cq[i] = kl[i]
+            continue
+        k = prog.new_var(kl[i], ku[i], True)
+        z = (M[i], c[i])
+        lo_edge = {k: -s[i]}           # z - (k - zp + d - 1) s >= -pad
+        hi_edge = {k: -s[i]}           # z - (k - zp + d) s <= pad
+        lo_rhs = (-zp[i] + d - 1) * s[i] - pad[i]
+        hi_rhs = (-zp[i] + d) * s[i] + pad[i]
+        if rl[i] < node.lo:            # may saturate low: b = 1 forces k = lo, frees the edge
+            b = prog.new_var(0, 1, True)
+            big = (node.lo - zp[i] + d - 1) * s[i] - lw[i] + 1.0
+            lo_edge[b] = big
+            prog.add({k: 1.0, b: ku[i] - node.lo}, None, -inf, ku[i])
+        if ru[i] > node.hi:            # may saturate high
+            b = prog.new_var(0, 1, True)
+            big = uw[i] - (node.hi - zp[i] + d) * s[i] + 1.0
+            hi_edge[b] = -big
+            prog.add({k: 1.0, b: -(node.hi - kl[i])}, None, kl[i], inf)
+        prog.add(lo_edge, z, lo_rhs, inf)
+        prog.add(hi_edge, z, -inf, hi_rhs)
+        Mq = _grow(Mq, len(prog.lb))
+        Mq[i, k] = 1.0
+    return _grow(Mq, len(prog.lb)), cq
+
+
+def _relu(node, prog: _Program, M, c):
+    inp = node.inputs[0]
+    l = inp.lower.reshape(-1).double().cpu().numpy()
+    u = inp.upper.reshape(-1).double().cpu().numpy()
+    n = l.size
+    Mr = np.zeros((n, M.shape[1]))
+    cr = np.zeros(n)
+    inf = float("inf")
+    for i in range(n):
+        if l[i] >= 0:
+            Mr = _grow(Mr, len(prog.lb))
+            Mr[i, :M.shape[1]] = M[i]
+            cr[i] = c[i]
+            continue
+        if u[i] <= 0:
+            continue
+        y = prog.new_var(0.0, u[i], False)
+        a = prog.new_var(0, 1, True)
+        prog.add({y: 1.0}, (-M[i], -c[i]), 0.0, inf)                # y >= z
+        prog.add({y: 1.0, a: -l[i]}, (-M[i], -c[i]), -inf, -l[i])   # y <= z - l (1 - a)
+        prog.add({y: 1.0, a: -u[i]}, None, -inf, 0.0)               # y <= u a
+        Mr = _grow(Mr, len(prog.lb))
+        Mr[i, y] = 1.0
+    return _grow(Mr, len(prog.lb)), cr
+
+
+def _grow(M: np.ndarray, n_var: int) -> np.ndarray:
+    if M.shape[1] >= n_var:
+        return M
+    return np.concatenate([M, np.zeros((M.shape[0], n_var - M.shape[1]))], axis=1)
+
+
+def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
+    """The program of the bound graph ``bm`` on the domain box [lo, hi] (node bounds must be
+    those of a bound computation on that box). Returns (program, output expression (M, c))."""
+    n_in = lo.size
+    prog = _Program(n_in)
+    for i in range(n_in):
+        prog.new_var(float(lo[i]), float(hi[i]), integer_inputs)
+    exprs = {}
+    for node in bm._modules.values():
+        kind = type(node).__name__
+        if kind == "BoundInput":
+            exprs[node.name] = (np.eye(n_in), np.zeros(n_in))
+            continue
+        if not getattr(node, "perturbed", False):
+            continue   # a constant: its forward value enters the nodes that read it
+        ins = [exprs[i.name] for i in node.inputs if i.perturbed]
+        nv = len(prog.lb)
+        ins = [(_grow(M, nv), cc) for M, cc in ins]
+        for i, inp in enumerate(node.inputs):
+            if inp.perturbed:
+                exprs[inp.name] = (_grow(exprs[inp.name][0], nv), exprs[inp.name][1])
+        if isinstance(node, BoundQuantStep):
+            if not node._on_lattice or getattr(node, "split_lo", None) is not None:
+                raise Unsupported(f"quantization step off its lattice ({node.name})")
+            exprs[node.name] = _step(node, prog, *ins[0])
+        elif kind == "BoundRelu":
+            exprs[node.name] = _relu(node, prog, *ins[0])
+        else:
+            exprs[node.name] = _affine_of(node, exprs)
+    out = exprs[bm.output_name[0]]
+    return prog, (_grow(out[0], len(prog.lb)), out[1])
+
+
+def solve(prog: _Program, out, A: np.ndarray, b: np.ndarray, poly: np.ndarray, tol: np.ndarray,
+          time_limit: float) -> MilpResult:
+    """Feasibility of each polytope {y : A_p y <= b_p + tol_p} over the program; the first
+    feasible one gives the candidate."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_matrix
+
+    t0 = time.monotonic()
+    n_var = len(prog.lb)
+    M, c = out
+    base = np.stack([_pad(r, n_var) for r in prog.rows]) if prog.rows else np.zeros((0, n_var))
+    for p in np.unique(poly):
+        left = time_limit - (time.monotonic() - t0)
+        if left <= 0.05:
+            return MilpResult("unknown", message="time limit", seconds=time.monotonic() - t0)
+        rows = A[poly == p] @ M                       # A_p (M x + c) <= b_p + tol
+        rhs = b[poly == p] + tol[poly == p] - A[poly == p] @ c
+        cons = LinearConstraint(csr_matrix(np.concatenate([base, rows])),
+                                np.concatenate([prog.row_lo, np.full(len(rhs), -np.inf)]),
+                                np.concatenate([prog.row_hi, rhs]))
+        res = milp(np.zeros(n_var), integrality=np.array(prog.integer),
+                   bounds=Bounds(np.array(prog.lb), np.array(prog.ub)), constraints=cons,
+                   options=dict(time_limit=left, presolve=True))
+        if res.status == 2:        # infeasible: this polytope is empty on the box
+            continue
+        if res.x is not None and res.status in (0, 1):
+            return MilpResult("feasible", res.x[:prog.n_in], seconds=time.monotonic() - t0)
+        return MilpResult("unknown", message=res.message, seconds=time.monotonic() - t0)
+    return MilpResult("infeasible", seconds=time.monotonic() - t0)
+
+
+def _pad(row: np.ndarray, n: int) -> np.ndarray:
+    return row if row.size == n else np.concatenate([row, np.zeros(n - row.size)])
