@@ -12,7 +12,8 @@ network, or the float box):
   rounding's offset, pad the same outward margin the bound operators use against float32
   error), plus a binary per reachable saturation that releases the edge it passes. Both levels
   of a tie point are allowed: the program over-approximates the network;
-* a ReLU with unstable input bounds by the usual binary encoding (exact given the bounds).
+* a ReLU with unstable input bounds by the usual binary encoding (exact given the bounds,
+  which are widened by the same relative margin first).
 
 So every counterexample of the network is a solution: an infeasible program proves the case
 (``unsat``), and a solution is only a candidate that the verifier confirms exactly before
@@ -169,6 +170,9 @@ def _relu(node, prog: _Program, M, c):
     inp = node.inputs[0]
     l = inp.lower.reshape(-1).double().cpu().numpy()
     u = inp.upper.reshape(-1).double().cpu().numpy()
+    # float32 bounds without outward rounding: widen before they become big-M constants
+    pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + 1e-12
+    l, u = l - pad, u + pad
     n = l.size
     Mr = np.zeros((n, M.shape[1]))
     cr = np.zeros(n)
