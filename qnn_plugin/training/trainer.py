@@ -85,10 +85,11 @@ def batches(x: Tensor, y: Tensor, batch_size: int, gen: torch.Generator):
 
 @torch.no_grad()
 def evaluate(model: QNN, x: Tensor, y: Tensor, eps_list: List[float], method: str = "ibp",
-             batch_size: int = 500) -> Dict[str, float]:
+             batch_size: int = 500, loss_fn: Optional[RobustLoss] = None) -> Dict[str, float]:
     """Clean accuracy and, per eps, the fraction of samples certified (correct and every
-    margin's bound > 0) by ``method``; keys "acc" and "cert@<eps>"."""
-    loss_fn = RobustLoss(model, method=method)
+    margin's bound > 0) by ``method`` (or by ``loss_fn``'s, reusing its BoundedModule); keys
+    "acc" and "cert@<eps>"."""
+    loss_fn = loss_fn if loss_fn is not None else RobustLoss(model, method=method)
     device = next(model.parameters()).device
     correct, cert = 0, {e: 0 for e in eps_list}
     for i in range(0, x.shape[0], batch_size):
@@ -151,7 +152,7 @@ def train(model: QNN, x: Tensor, y: Tensor, config: TrainConfig,
                               sums[2] / n_seen, n_correct / n_seen, time.monotonic() - t0)
             if eval_data is not None:
                 model.eval()
-                rec.test = evaluate(model, *eval_data, [config.eps], config.method)
+                rec.test = evaluate(model, *eval_data, [config.eps], loss_fn=loss_fn)
                 if bar is not None:
                     bar.write(_epoch_line(rec))
             history.append(rec)
