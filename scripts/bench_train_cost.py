@@ -45,7 +45,7 @@ def main():
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
-    print(f"| model, batch | QAT step | QA-IBP (ibp) step | ratio | QA-IBP (crown-ibp) step | ratio |")
+    print("| model, batch | QAT step | QA-IBP (ibp) step | ratio | QA-IBP (crown-ibp) step | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, (make, shape, batch) in MODELS.items():
         torch.manual_seed(0)

@@ -216,12 +216,11 @@ def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
             continue
         if not getattr(node, "perturbed", False):
             continue   # a constant: its forward value enters the nodes that read it
-        ins = [exprs[i.name] for i in node.inputs if i.perturbed]
-        nv = len(prog.lb)
-        ins = [(_grow(M, nv), cc) for M, cc in ins]
-        for i, inp in enumerate(node.inputs):
+        # bring the inputs' expressions up to the variables created since they were made
+        for inp in node.inputs:
             if inp.perturbed:
-                exprs[inp.name] = (_grow(exprs[inp.name][0], nv), exprs[inp.name][1])
+                exprs[inp.name] = (_grow(exprs[inp.name][0], len(prog.lb)), exprs[inp.name][1])
+        ins = [exprs[i.name] for i in node.inputs if i.perturbed]
         if isinstance(node, BoundQuantStep):
             if not node._on_lattice or getattr(node, "split_lo", None) is not None:
                 raise Unsupported(f"quantization step off its lattice ({node.name})")
