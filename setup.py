@@ -31,6 +31,9 @@ setup(
         "scikit-learn",
         # PNG plots of the report and comparison scripts
         "matplotlib",
+        # the bit-exact SMT baseline (qnn_plugin.baselines.smt): bitwuzla, z3 as the alternative
+        "bitwuzla>=0.4",
+        "z3-solver>=4.12",
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["qnn-bound=qnn_plugin.cli:bound_main",

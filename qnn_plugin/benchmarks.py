@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -67,15 +67,20 @@ def pick_samples(predict, x: np.ndarray, y: np.ndarray, n: int, seed: int) -> Li
 
 def write_benchmark(folder: Path, models: Sequence[str], pixels: np.ndarray, labels: np.ndarray,
                     n_classes: int, eps_list: Sequence[int], timeout: float,
-                    comment: str = "") -> List[Instance]:
+                    comment: str = "", sample_ids: Optional[Sequence[int]] = None) -> List[Instance]:
     """Write ``vnnlib/`` (one property per sample and eps, shared by all ``models``, which are
-    ONNX paths relative to ``folder``) and ``instances.csv``; returns the instances."""
+    ONNX paths relative to ``folder``) and ``instances.csv``; returns the instances. Properties
+    are named ``prop_K_epsE`` with K from ``sample_ids`` (e.g. the dataset indices, so names
+    stay stable when some samples are left out), by default 0, 1, ..."""
     folder = Path(folder)
+    ids = list(range(len(labels))) if sample_ids is None else [int(k) for k in sample_ids]
+    if len(ids) != len(labels) or len(set(ids)) != len(ids):
+        raise ValueError(f"sample_ids must be {len(labels)} distinct integers, got {len(ids)}")
     (folder / "vnnlib").mkdir(parents=True, exist_ok=True)
     for old in (folder / "vnnlib").glob("*.vnnlib"):
         old.unlink()
     props = []
-    for k, (px, label) in enumerate(zip(pixels, labels)):
+    for k, px, label in zip(ids, pixels, labels):
         for eps in eps_list:
             name = f"vnnlib/prop_{k}_eps{eps}.vnnlib"
             text = robustness_vnnlib(px, int(label), n_classes, int(eps),

@@ -45,6 +45,9 @@ from .vnncomp import (VERDICTS, Instance, ResultRow, check_counterexample, mater
 
 PROG = "qnn-verify"
 DEFAULT_RUNNER = "qnn_plugin.cli_verify:verify"
+SMT_RUNNER = "qnn_plugin.cli_verify:verify_smt"
+PLUGIN_OPTIONS = ("method", "branch", "split", "milp")
+SMT_OPTIONS = ("backend", "dead_branches", "minimal_widths", "balanced_sums")
 DEFAULT_GRACE = 30.0
 
 
@@ -55,6 +58,16 @@ def verify(onnx_path, vnnlib_path, *, timeout: float = 60.0, device=None, seed: 
     (single-instance mode) or pass another ``--runner`` (benchmark mode)."""
     from .verifier import verify as _verify
 
+    return _verify(onnx_path, vnnlib_path, timeout=timeout, device=device, seed=seed, **options)
+
+
+def verify_smt(onnx_path, vnnlib_path, *, timeout: float = 60.0, device=None, seed: int = 0,
+               **options):
+    """The bit-exact SMT baseline (``qnn_plugin.baselines.smt.verify``), imported on first use;
+    ``options``: backend, dead_branches, minimal_widths, balanced_sums."""
+    from .baselines.smt import verify as _verify
+
+    options.pop("progress", None)
     return _verify(onnx_path, vnnlib_path, timeout=timeout, device=device, seed=seed, **options)
 
 
@@ -147,7 +160,8 @@ def _single(args) -> int:
             print(f"{PROG}: error: cannot write results file {rf}: {exc}", file=sys.stderr)
             return 2
     try:
-        out = run_one(verify, args.onnx, args.vnnlib, timeout=args.timeout, device=args.device,
+        runner = verify_smt if args.engine == "smt" else verify
+        out = run_one(runner, args.onnx, args.vnnlib, timeout=args.timeout, device=args.device,
                       seed=args.seed,
                       options=dict(_verifier_options(args), **({"progress": True} if args.verbose else {})))
     except KeyboardInterrupt:
@@ -540,10 +554,25 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-milp", dest="milp", action="store_false", default=None,
                    help="skip the exact integer program (HiGHS) that is tried before branching "
                         "on activations")
+    g.add_argument("--engine", choices=("plugin", "smt"), default="plugin",
+                   help="plugin: the bound-based complete verifier (default); smt: the bit-exact "
+                        "SMT baseline (bit-vector encoding of the integer semantics, solved by "
+                        "bitwuzla or z3; power-of-two scales and quantized inputs only)")
     g.add_argument("--verbose", "-v", action="store_true",
                    help="single instance: report the search's progress on stderr every 2 s")
     g.add_argument("--results-file", metavar="F",
                    help="write the VNN-COMP results file here (single instance); parent folders are created")
+    m = p.add_argument_group("SMT engine (--engine smt; the speed-ups of Henzinger et al., AAAI 2021, "
+                             "are on by default)")
+    m.add_argument("--smt-backend", dest="backend", choices=("bitwuzla", "z3"), default=None,
+                   help="bit-vector solver (default bitwuzla)")
+    m.add_argument("--smt-no-dead-branches", dest="dead_branches", action="store_false",
+                   default=None, help="encode every neuron's branches, also those its interval "
+                                      "bounds decide")
+    m.add_argument("--smt-fixed-width", dest="minimal_widths", action="store_false", default=None,
+                   help="one bit width (the widest term's) for every term, not each term's own")
+    m.add_argument("--smt-chain-sums", dest="balanced_sums", action="store_false", default=None,
+                   help="sums as chains of additions, not balanced adder trees")
     b = p.add_argument_group("benchmark mode")
     b.add_argument("--benchmark", metavar="FOLDER",
                    help="run every instance of FOLDER/instances.csv (each with its own timeout)")
@@ -611,9 +640,9 @@ def _benchmark(args) -> int:
 
 
 def _verifier_options(args) -> dict:
-    """The verifier options given on the command line (the others keep verify()'s defaults)."""
-    return {k: getattr(args, k) for k in ("method", "branch", "split", "milp")
-            if getattr(args, k, None) is not None}
+    """The chosen engine's options given on the command line (the others keep its defaults)."""
+    names = SMT_OPTIONS if getattr(args, "engine", "plugin") == "smt" else PLUGIN_OPTIONS
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def _salvage_results_file(argv: Sequence[str]) -> None:
@@ -634,6 +663,12 @@ def _parse(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
             p.error("--results-file is for a single instance; use --results-csv/--results-dir with --benchmark")
     elif not (args.onnx and args.vnnlib):
         p.error("give ONNX and VNNLIB (one instance) or --benchmark FOLDER")
+    other = PLUGIN_OPTIONS if args.engine == "smt" else SMT_OPTIONS
+    given = [k for k in other if getattr(args, k, None) is not None]
+    if given:
+        p.error(f"option {given[0]!r} does not apply to --engine {args.engine}")
+    if args.engine == "smt" and args.benchmark and args.runner == DEFAULT_RUNNER:
+        args.runner = SMT_RUNNER
     return args
 
 

@@ -19,3 +19,8 @@ class InputShapeError(QnnPluginError, ValueError):
 
 class SpecError(QnnPluginError, ValueError):
     """A VNN-LIB property is malformed, unsupported, or does not fit the model."""
+
+
+class SmtUnsupportedError(UnsupportedOperatorError):
+    """The network is outside what the bit-exact SMT baseline encodes (float inputs, scales that
+    are not powers of two, accumulators float32 cannot hold exactly, an unknown operation)."""

@@ -41,6 +41,16 @@ def test_write_benchmark_layout(tmp_path):
         "prop_0_eps1.vnnlib", "prop_0_eps3.vnnlib", "prop_1_eps1.vnnlib", "prop_1_eps3.vnnlib"]
 
 
+def test_write_benchmark_sample_ids(tmp_path):
+    px = np.random.default_rng(0).integers(0, 256, (2, 6))
+    write_benchmark(tmp_path, ["onnx/a.onnx"], px, np.array([0, 1]), 3, [2], timeout=5, sample_ids=[7, 3])
+    assert [r[1] for r in csv.reader(open(tmp_path / "instances.csv"))] == [
+        "vnnlib/prop_7_eps2.vnnlib", "vnnlib/prop_3_eps2.vnnlib"]
+    assert "; sample 3\n" in (tmp_path / "vnnlib" / "prop_3_eps2.vnnlib").read_text()
+    with pytest.raises(ValueError, match="2 distinct integers"):
+        write_benchmark(tmp_path, ["onnx/a.onnx"], px, np.array([0, 1]), 3, [2], timeout=5, sample_ids=[1, 1])
+
+
 def test_pick_samples_takes_correct_ones_in_seeded_order():
     y = np.arange(10) % 2
     pred = lambda x: np.where(x[:, 0] >= 5, y[x[:, 0]], 1 - y[x[:, 0]])   # 0..4 misclassified

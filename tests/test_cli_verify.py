@@ -85,6 +85,31 @@ def test_verifier_options_pass_through(files, tmp_path, monkeypatch):
         {"method": "ibp", "branch": "input", "split": "widest", "progress": True}
 
 
+def test_smt_engine_and_its_options(files, monkeypatch):
+    seen = {}
+
+    def fake(onnx, vnnlib, **kw):
+        seen.update(kw)
+        return VerifyResult("unsat")
+
+    monkeypatch.setattr(cli_verify, "verify_smt", fake)
+    monkeypatch.setattr(cli_verify, "verify", None)      # the plugin engine must not run
+    assert cli_verify.main([*files, "--engine", "smt", "--smt-backend", "z3", "--smt-fixed-width",
+                            "--smt-no-dead-branches", "--smt-chain-sums"]) == 0
+    assert {k: seen[k] for k in ("backend", "minimal_widths", "dead_branches", "balanced_sums")} == \
+        {"backend": "z3", "minimal_widths": False, "dead_branches": False, "balanced_sums": False}
+
+
+@pytest.mark.parametrize("argv", [["--engine", "smt", "--method", "ibp"], ["--engine", "smt", "--no-milp"],
+                                  ["--smt-backend", "z3"], ["--smt-fixed-width"]])
+def test_options_of_the_other_engine_are_refused(files, tmp_path, capsys, argv):
+    rf = tmp_path / "out.txt"
+    with pytest.raises(SystemExit) as exc:
+        cli_verify.main([*files, *argv, "--results-file", str(rf)])
+    assert exc.value.code == 2 and "does not apply to --engine" in capsys.readouterr().err
+    assert rf.read_text() == "error\n"
+
+
 @pytest.mark.parametrize("verdict", ["unsat", "timeout", "unknown"])
 def test_single_exit_zero(files, tmp_path, monkeypatch, capsys, verdict):
     monkeypatch.setattr(cli_verify, "verify", lambda *a, **k: VerifyResult(verdict, message="why"))
@@ -345,9 +370,11 @@ def test_install_tool_arguments():
         assert r.returncode == 1 and "usage: " in r.stderr
 
 
-def test_end_to_end_with_the_real_verifier(tmp_path):
-    """qnn-verify on a small fixed-point QNN: a sat instance (results file with a counterexample
-    that the VNN-COMP-style check accepts) and an unsat one, single-instance and benchmark mode."""
+@pytest.mark.parametrize("engine", ["plugin", "smt"])
+def test_end_to_end_with_the_real_verifier(tmp_path, engine):
+    """qnn-verify (either engine) on a small fixed-point QNN: a sat instance (results file with
+    a counterexample that the VNN-COMP-style check accepts) and an unsat one, single-instance
+    and benchmark mode."""
     import subprocess
 
     from qnn_plugin import onnx_builders as ob
@@ -373,7 +400,7 @@ def test_end_to_end_with_the_real_verifier(tmp_path):
     exe = Path(sys.executable).with_name("qnn-verify")
     res_file = tmp_path / "out.txt"
     out = subprocess.run([str(exe), str(tmp_path / "onnx" / "net.onnx"), str(tmp_path / "vnnlib" / "sat.vnnlib"),
-                          "--timeout", "30", "--results-file", str(res_file)],
+                          "--timeout", "30", "--results-file", str(res_file), "--engine", engine],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     verdict, x, y = read_results_file(res_file)
@@ -381,8 +408,9 @@ def test_end_to_end_with_the_real_verifier(tmp_path):
     ok, why = check_counterexample(tmp_path / "onnx" / "net.onnx", tmp_path / "vnnlib" / "sat.vnnlib", x, y)
     assert ok, why
     out = subprocess.run([str(exe), "--benchmark", str(tmp_path), "--results-csv", str(tmp_path / "r.csv"),
-                          "--no-progress"], capture_output=True, text=True, timeout=300)
+                          "--no-progress", "--engine", engine], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    rows = [line.split(",")[3] for line in (tmp_path / "r.csv").read_text().splitlines()]
-    assert sorted(rows) == ["sat", "unsat"]
+    rows = [line.split(",") for line in (tmp_path / "r.csv").read_text().splitlines()]
+    assert sorted(r[3] for r in rows) == ["sat", "unsat"]
+    assert all(("time_solve" in ",".join(r)) == (engine == "smt") for r in rows)
     assert "rejected" not in out.stderr

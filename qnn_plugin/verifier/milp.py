@@ -29,17 +29,22 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from .. import affine_graph
 from ..bounds import BoundQuantStep
 from ..ops import ROUNDINGS, quant_step
 
-_AFFINE = ("BoundMatMul", "BoundLinear", "BoundConv", "BoundAdd", "BoundSub", "BoundMul",
-           "BoundDiv", "BoundReshape", "BoundFlatten", "BoundSqueeze", "BoundUnsqueeze",
-           "BoundNeg", "BoundIdentity")
 _WIDEN_REL, _WIDEN_ABS = 2.0 ** -20, 2.0 ** -10   # as bounds.BoundQuantStep._widen
 
 
 class Unsupported(Exception):
     """The network has an operation the program does not encode."""
+
+
+def _affine_of(node, exprs):
+    try:
+        return affine_graph.compose(node, exprs)
+    except affine_graph.NotAffine as exc:
+        raise Unsupported(str(exc)) from None
 
 
 @dataclass
@@ -83,41 +88,6 @@ class MilpResult:
     point: Optional[np.ndarray] = None   # a candidate domain point (feasible)
     message: str = ""
     seconds: float = 0.0
-
-
-def _affine_of(node, exprs):
-    """(M, c) of an affine node from its inputs' (M, c), by evaluating it on basis vectors."""
-    kind = type(node).__name__
-    pert = [i for i, n in enumerate(node.inputs) if n.perturbed]
-    if kind not in _AFFINE or not pert:
-        raise Unsupported(f"{kind} ({node.name})")
-    if kind in ("BoundMul", "BoundDiv") and (len(pert) != 1 or (kind == "BoundDiv" and pert != [0])):
-        raise Unsupported(f"{kind} of two perturbed operands ({node.name})")
-    if kind in ("BoundMatMul", "BoundLinear", "BoundConv") and pert != [0]:
-        raise Unsupported(f"{kind} with a perturbed weight ({node.name})")
-    if kind in ("BoundAdd", "BoundSub") and len(pert) == 2:   # x + y, x - y of two affine maps
-        (M1, c1), (M2, c2) = exprs[node.inputs[0].name], exprs[node.inputs[1].name]
-        if M1.shape != M2.shape:
-            raise Unsupported(f"{kind} with broadcasting ({node.name})")
-        sign = 1.0 if kind == "BoundAdd" else -1.0
-        return M1 + sign * M2, c1 + sign * c2
-    k = pert[0]
-    M_in, c_in = exprs[node.inputs[k].name]
-    shape = tuple(node.inputs[k].output_shape[1:])
-    m = M_in.shape[0]
-    basis = torch.cat([torch.zeros(1, m, dtype=torch.float64),
-                       torch.eye(m, dtype=torch.float64)]).reshape(m + 1, *shape)
-    args = []
-    for i, inp in enumerate(node.inputs):
-        if i == k:
-            args.append(basis)
-        else:
-            v = inp.forward_value
-            args.append(v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
-    with torch.no_grad():
-        out = node.forward(*args).reshape(m + 1, -1).double().cpu().numpy()
-    offset, K = out[0], (out[1:] - out[0]).T          # out(x) = K x + offset
-    return K @ M_in, K @ c_in + offset
 
 
 def _step(node, prog: _Program, M, c):

@@ -1,0 +1,97 @@
+"""verify(): the bit-exact SMT baseline on an ONNX QNN and a VNN-LIB property.
+
+Per case of the spec (an input box and its unsafe set): the network becomes exact integer
+arithmetic on the box's input codes (``intnet``), then one bit-vector formula (``encode``)
+asking for codes whose output lies in the unsafe set, solved by bitwuzla or z3. ``unsat`` for
+every case gives ``unsat``; a model gives input codes whose representative input is checked
+exactly as the main verifier checks its counterexamples (exact semantics and onnxruntime).
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ...errors import SmtUnsupportedError
+from ...spec import Spec, read_vnnlib
+from ...verifier.check import Checker
+from ...verifier.network import Network
+from ...verifier.problem import Problem
+from ...verifier.result import Counterexample, VerifyResult
+from . import intnet, solvers
+from .encode import Encoder, Options
+
+
+def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], *,
+           timeout: float = 60.0, device: Optional[str] = None, seed: int = 0,
+           backend: str = "bitwuzla", dead_branches: bool = True, minimal_widths: bool = True,
+           balanced_sums: bool = True) -> VerifyResult:
+    """Decide ``spec`` on ``model`` with a bit-vector SMT solver within ``timeout`` seconds.
+
+    ``backend``: ``bitwuzla`` or ``z3``; ``dead_branches``, ``minimal_widths``,
+    ``balanced_sums``: the speed-ups of the encoding (see ``encode.Options``). ``device`` and
+    ``seed`` are accepted for the common runner interface and not used (the solver runs on the
+    CPU and is deterministic). Networks outside the engine's reach (float inputs, scales that
+    are not powers of two, ...) raise ``SmtUnsupportedError`` naming the node.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + max(0.0, timeout - max(0.5, min(2.0, 0.05 * timeout)))
+    if backend not in solvers.BACKENDS:
+        raise ValueError(f"backend must be one of {solvers.BACKENDS}, got {backend!r}")
+    opts = Options(dead_branches, minimal_widths, balanced_sums)
+    if not isinstance(spec, Spec):
+        spec = read_vnnlib(spec)
+    net = Network(model, torch.device("cpu"))
+    spec.check_model(net.n_in, net.n_out)
+    if net.grid is None:
+        raise SmtUnsupportedError(
+            f"{net.path}: not supported by the SMT engine: the network has no input quantizer, "
+            "so its inputs are floats rather than integer codes")
+    checker = Checker(net)
+    stats = dict(time_load=time.monotonic() - t0, time_encode=0.0, time_solve=0.0)
+    for i, case in enumerate(spec.cases):
+        if not case.unsafe:
+            continue
+        problem = Problem.from_case(case, i, torch.device("cpu"))
+        lo, hi = net.domain_box(problem.lower, problem.upper)
+        t = time.monotonic()
+        inet = intnet.extract(net.bounded_module, net.input_shape,
+                              lo.cpu().numpy().astype(np.int64), hi.cpu().numpy().astype(np.int64))
+        enc = Encoder(inet, solvers.make(backend), opts)
+        outs = enc.encode_network()
+        enc.bk.assert_(enc.unsafe(outs, problem.A64, problem.b64, problem.poly.cpu().numpy()))
+        stats["time_encode"] += time.monotonic() - t
+        for k, v in enc.stats.items():
+            stats[k] = stats.get(k, 0.0) + v
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return _finish(VerifyResult("timeout", message=f"case {i}: while encoding"), t0, stats)
+        t = time.monotonic()
+        answer, values = solvers.solve(enc.bk, left, enc.free_inputs())
+        stats["time_solve"] += time.monotonic() - t
+        if answer == "unknown":
+            return _finish(VerifyResult("timeout", message=f"case {i}: {backend} time limit"),
+                           t0, stats)
+        if answer == "sat":
+            return _finish(_counterexample(net, problem, checker, enc.model_codes(values)), t0, stats)
+    return _finish(VerifyResult("unsat"), t0, stats)
+
+
+def _counterexample(net: Network, problem: Problem, checker: Checker, codes) -> VerifyResult:
+    pts = torch.tensor([codes], dtype=torch.float32)
+    x = net.to_inputs(pts, problem.inner_lower, problem.inner_upper)[0].cpu().numpy()
+    v = checker.check(x, problem)
+    if not v.confirmed:   # never answer sat without a confirmed counterexample
+        return VerifyResult("unknown", message=f"the solver's model (codes {codes[:8]}...) was "
+                                               f"not confirmed: {v.reason}")
+    return VerifyResult("sat", Counterexample(x.astype(np.float32), v.y, problem.case_index,
+                                              v.polytope))
+
+
+def _finish(res: VerifyResult, t0: float, stats: dict) -> VerifyResult:
+    stats["time_total"] = time.monotonic() - t0
+    res.stats = {k: float(v) for k, v in stats.items()}
+    return res

@@ -1,0 +1,330 @@
+"""The network as exact integer arithmetic: what the bit-vector encoding is built from.
+
+Every value of a QNN with power-of-two scales is a dyadic rational, so the network on the input
+codes of one box is written here as integer variables ``N_j`` (value ``N_j * 2**-exp_j``) defined
+one after the other:
+
+* ``input``: an input code, in its range of the box;
+* ``step``: ``clamp(R(Z / 2**t) + zp, lo, hi)`` of an integer affine form ``Z`` of earlier
+  variables (QuantizeLinear, requantization, Floor/Round/Ceil + Clip, the ReLU clamp), with R the
+  rounding of the operator (half to even, half up, floor, ceil), computed by an exact shift;
+* ``relu``: ``max(Z, 0)``; ``sign``: ``sign(Z)``; ``clip``: ``clamp(Z, lo, hi)``;
+
+and the outputs as integer affine forms. The affine maps are read off the plugin's bound graph
+(``affine_graph``: MatMul, Gemm, Conv, constant Add/Mul/Div, reshapes), so the baseline shares the
+ONNX import with the verifier and nothing else.
+
+Exact in integers means exact in float32 too, or the model would compute something else than
+this encoding: each affine node is accepted only when all of its products and partial sums are
+multiples of a power of two ``2**-F`` with magnitude below ``2**24 * 2**-F`` over the box, which
+makes float32 evaluation (in any summation order) equal to real arithmetic; quantizer scales must
+be powers of two. Anything else raises ``SmtUnsupportedError`` naming the node.
+
+Each variable's exact integer range over the box (interval arithmetic in Python integers) comes
+with it: the encoder sizes bit-vectors and removes decided branches with them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ... import affine_graph
+from ...bounded import compute_bounds
+from ...bounds import BoundQClip, BoundQuantStep, BoundSign
+from ...errors import SmtUnsupportedError
+
+F32_EXACT = 2.0 ** 24      # float32 integers are exact below this magnitude
+
+
+def round_shift(z: int, t: int, rounding: str) -> int:
+    """R(z / 2**t) for integers, exactly (t <= 0: no rounding)."""
+    if t <= 0:
+        return z << -t
+    if rounding == "floor":
+        return z >> t
+    if rounding == "ceil":
+        return -((-z) >> t)
+    half = 1 << (t - 1)
+    r = (z + half) >> t
+    if rounding == "half_even" and (z & ((1 << t) - 1)) == half and r & 1:
+        r -= 1
+    return r
+
+
+@dataclass(frozen=True)
+class Step:
+    """level = clamp(R(Z / 2**shift) + zero_point, lo, hi) (lo/hi None: unbounded)."""
+
+    shift: int
+    zero_point: int
+    lo: Optional[int]
+    hi: Optional[int]
+    rounding: str
+
+    def __call__(self, z: int) -> int:
+        q = round_shift(z, self.shift, self.rounding) + self.zero_point
+        if self.lo is not None:
+            q = max(q, self.lo)
+        if self.hi is not None:
+            q = min(q, self.hi)
+        return q
+
+
+@dataclass
+class Lin:
+    """(sum_j coef_j N_cols[j] + const) * 2**-exp, with the range [lo, hi] of the integer
+    ``sum + const`` over the box."""
+
+    cols: np.ndarray      # int64 variable indices
+    coef: np.ndarray      # int64 coefficients
+    const: int
+    exp: int
+    lo: int = 0
+    hi: int = 0
+
+
+@dataclass
+class Var:
+    """An integer variable: kind ``input``/``step``/``relu``/``sign``/``clip``, its defining
+    form ``pre`` (activations), its range [lo, hi] and its value's exponent."""
+
+    kind: str
+    lo: int
+    hi: int
+    exp: int = 0
+    pre: Optional[Lin] = None
+    step: Optional[Step] = None
+    clip: Optional[Tuple[Optional[int], Optional[int]]] = None   # clip limits in Z's units
+    node: str = ""
+
+    def apply(self, z: int) -> int:
+        """The variable's value for a value ``z`` of its defining form."""
+        if self.kind == "step":
+            return self.step(z)
+        if self.kind == "relu":
+            return max(z, 0)
+        if self.kind == "sign":
+            return (z > 0) - (z < 0)
+        lo, hi = self.clip
+        return min(max(z, lo if lo is not None else z), hi if hi is not None else z)
+
+
+@dataclass
+class IntNet:
+    vars: List[Var]
+    n_in: int
+    outputs: List[Lin]
+
+    def evaluate(self, codes) -> List[int]:
+        """The outputs' integers (value: out * 2**-exp) for integer input codes: the encoding's
+        semantics in plain Python, for tests and model checks."""
+        vals: List[int] = []
+        for j, v in enumerate(self.vars):
+            vals.append(int(codes[j]) if v.kind == "input" else v.apply(_lin_value(v.pre, vals)))
+        return [_lin_value(o, vals) for o in self.outputs]
+
+
+def _lin_value(f: Lin, vals) -> int:
+    return sum(int(a) * vals[int(j)] for j, a in zip(f.cols, f.coef)) + f.const
+
+
+# ---------------------------------------------------------------------------------- extraction
+
+def _dexp(v: np.ndarray) -> np.ndarray:
+    """Per element the least E with v * 2**E an integer (-inf for 0); exact for float64."""
+    v = np.asarray(v, dtype=np.float64)
+    m, e = np.frexp(v)                                  # v = m 2**e, 0.5 <= |m| < 1
+    mant = np.abs(m * 2.0 ** 53).astype(np.int64)       # integer mantissa (53 bits)
+    low = mant & -mant                                  # lowest set bit
+    tz = np.where(mant > 0, np.log2(np.maximum(low, 1)).astype(np.int64), 0)
+    out = (53 - e - tz).astype(np.float64)
+    return np.where(v == 0, -np.inf, out)
+
+
+def _row_exp(M: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Per row the least E making the row's coefficients and constant integers (0 if none)."""
+    E = np.maximum(_dexp(M).max(axis=1, initial=-np.inf) if M.size else np.full(len(c), -np.inf),
+                   _dexp(c))
+    return np.where(np.isfinite(E), E, 0.0)
+
+
+class _Builder:
+    def __init__(self, lo: np.ndarray, hi: np.ndarray):
+        self.vars = [Var("input", int(a), int(b), 0, node="input") for a, b in zip(lo, hi)]
+        self._sync()
+
+    def _sync(self):
+        self.lo = np.array([v.lo for v in self.vars], dtype=np.int64)
+        self.hi = np.array([v.hi for v in self.vars], dtype=np.int64)
+        # value magnitude of each variable (columns of M are over the integers N_j)
+        self.nmax = np.maximum(np.abs(self.lo), np.abs(self.hi)).astype(np.float64)
+
+    @property
+    def n(self) -> int:
+        return len(self.vars)
+
+    def grow(self, M: np.ndarray) -> np.ndarray:
+        if M.shape[1] == self.n:
+            return M
+        return np.concatenate([M, np.zeros((M.shape[0], self.n - M.shape[1]))], axis=1)
+
+    def lin(self, Mi: np.ndarray, ci: float, what: str) -> Lin:
+        """The exact integer form of one row (M over the variables' integers)."""
+        E = int(_row_exp(Mi[None], np.array([ci]))[0])
+        cols = np.flatnonzero(Mi)
+        scaled = Mi[cols] * 2.0 ** E
+        const = ci * 2.0 ** E
+        if np.any(np.abs(scaled) >= 2.0 ** 53) or abs(const) >= 2.0 ** 53:
+            raise SmtUnsupportedError(f"{what}: coefficients need more than 53 bits")
+        coef = scaled.astype(np.int64)
+        pos = coef > 0
+        lo = int(np.sum(coef[pos] * self.lo[cols][pos]) + np.sum(coef[~pos] * self.hi[cols][~pos]))
+        hi = int(np.sum(coef[pos] * self.hi[cols][pos]) + np.sum(coef[~pos] * self.lo[cols][~pos]))
+        return Lin(cols.astype(np.int64), coef, int(const), E, lo + int(const), hi + int(const))
+
+    def add(self, var: Var) -> int:
+        self.vars.append(var)
+        self._sync()
+        return self.n - 1
+
+
+def _check_exact(node, parts, offset, infos) -> None:
+    """Every product and partial sum of the node is a multiple of 2**-F below 2**24 * 2**-F
+    (so float32 computes it exactly, in any order), for each output element."""
+    F = _dexp(offset)
+    bound = np.abs(offset)
+    for (K, (E_in, B_in)) in zip([K for _, K in parts], infos):
+        dk = _dexp(K) + E_in[None, :]
+        F = np.maximum(F, dk.max(axis=1, initial=-np.inf))
+        bound = bound + np.abs(K) @ B_in
+    F = np.where(np.isfinite(F), F, 0.0)
+    units = bound * 2.0 ** F * (1 + 1e-12)
+    bad = np.flatnonzero(units >= F32_EXACT)
+    if bad.size:
+        raise SmtUnsupportedError(
+            f"{type(node).__name__} {node.name}: output element {int(bad[0])} can reach "
+            f"{units[bad[0]]:.3g} units of its grid 2**-{int(F[bad[0]])}, beyond float32's exact "
+            "range 2**24 (a scale that is not a power of two, or an accumulator too wide): "
+            "the float32 model would not compute the exact integer semantics, which is all "
+            "the SMT engine encodes")
+
+
+def _info(M: np.ndarray, c: np.ndarray, nmax: np.ndarray):
+    """(E, B) per element: the coefficient grid exponent and a magnitude bound."""
+    return _row_exp(M, c), np.abs(M) @ nmax + np.abs(c)
+
+
+def _power_of_two_exponent(scale: np.ndarray, where: str) -> np.ndarray:
+    m, e = np.frexp(scale)
+    if np.any(np.abs(m) != 0.5) or np.any(scale <= 0):
+        bad = scale[(np.abs(m) != 0.5) | (scale <= 0)].reshape(-1)[0]
+        raise SmtUnsupportedError(f"{where}: scale {float(bad)!r} is not a power of two; the SMT "
+                                  "engine needs power-of-two scales (exact in integers)")
+    return (e - 1).astype(np.int64)
+
+
+def _integral(v: float, what: str) -> Optional[int]:
+    if not np.isfinite(v):
+        return None
+    if v != np.floor(v):
+        raise SmtUnsupportedError(f"{what} {v!r} is not an integer")
+    return int(v)
+
+
+def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray) -> IntNet:
+    """The integer network of the bound graph ``bm`` (whose input, of shape ``input_shape``
+    without the batch dimension, is the code vector) on the code box [lo, hi] (flat)."""
+    n_in = int(lo.size)
+    # one interval pass on the box marks the perturbed nodes and sets the constants' forward
+    # values (read by affine_graph); its float bounds are not used
+    box = [torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, *input_shape) for v in (lo, hi)]
+    with torch.no_grad():
+        compute_bounds(bm, box[0], box[1], "ibp")
+        for node in bm._modules.values():
+            if not getattr(node, "perturbed", False):
+                bm.get_forward_value(node)
+    b = _Builder(lo, hi)
+    exprs, infos = {}, {}
+    for node in bm._modules.values():
+        kind = type(node).__name__
+        if kind == "BoundInput":
+            exprs[node.name] = (np.eye(n_in), np.zeros(n_in))
+            infos[node.name] = (np.zeros(n_in), b.nmax.copy())
+            continue
+        if not getattr(node, "perturbed", False):
+            continue
+        for inp in node.inputs:
+            if inp.perturbed:
+                exprs[inp.name] = (b.grow(exprs[inp.name][0]), exprs[inp.name][1])
+        if isinstance(node, (BoundQuantStep, BoundSign, BoundQClip)) or kind == "BoundRelu":
+            M, c = exprs[node.inputs[0].name]
+            exprs[node.name] = _activation(node, kind, b, M, c)
+        else:
+            try:
+                parts, offset = affine_graph.local_map(node)
+            except affine_graph.NotAffine as exc:
+                raise SmtUnsupportedError(f"not supported by the SMT engine: {exc}") from None
+            _check_exact(node, parts, offset, [infos[node.inputs[p].name] for p, _ in parts])
+            M = c = None
+            for p, K in parts:
+                M_in, c_in = exprs[node.inputs[p].name]
+                M = K @ M_in if M is None else M + K @ M_in
+                c = K @ c_in if c is None else c + K @ c_in
+            c = c + offset
+            M[:, b.nmax == 0] = 0.0   # variables fixed at 0 contribute nothing (and need no exact coefficient)
+            exprs[node.name] = (M, c)
+        M, c = exprs[node.name]
+        infos[node.name] = _info(M, c, b.nmax[:M.shape[1]])
+    M, c = exprs[bm.output_name[0]]
+    M = b.grow(M)
+    outputs = [b.lin(M[i], c[i], f"output {i}") for i in range(M.shape[0])]
+    return IntNet(b.vars, n_in, outputs)
+
+
+def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray):
+    """New variables for an elementwise activation; returns its (M, c) over the variables."""
+    n = M.shape[0]
+    where = f"{kind} {node.name}"
+    shape = node.inputs[0].output_shape[1:]
+    if isinstance(node, BoundQuantStep):
+        if not node._on_lattice or getattr(node, "split_lo", None) is not None:
+            raise SmtUnsupportedError(f"{where}: clamp limits off the zero point's lattice")
+        sigma = _power_of_two_exponent(
+            torch.broadcast_to(node.scale, shape).reshape(-1).double().cpu().numpy(), where)
+        zp = torch.broadcast_to(node.zero_point, shape).reshape(-1).double().cpu().numpy()
+        lo_q = _integral(node.lo, f"{where}: lower clamp")
+        hi_q = _integral(node.hi, f"{where}: upper clamp")
+    elif isinstance(node, BoundQClip):
+        clip_lim = node._limits()
+    cols, consts = [], np.zeros(n)
+    for i in range(n):
+        f = b.lin(M[i], c[i], f"{where} element {i}")
+        if kind == "BoundRelu":
+            var = Var("relu", max(f.lo, 0), max(f.hi, 0), f.exp, f, node=node.name)
+        elif isinstance(node, BoundSign):
+            var = Var("sign", (f.lo > 0) - (f.lo < 0), (f.hi > 0) - (f.hi < 0), 0, f, node=node.name)
+        elif isinstance(node, BoundQClip):
+            lim = tuple(None if not np.isfinite(v) else v * 2.0 ** f.exp for v in clip_lim)
+            for v in lim:
+                if v is not None and v != np.floor(v):
+                    raise SmtUnsupportedError(f"{where}: clip limit not on the input's grid")
+            lim = tuple(None if v is None else int(v) for v in lim)
+            var = Var("clip", 0, 0, f.exp, f, clip=lim, node=node.name)
+            var.lo, var.hi = var.apply(f.lo), var.apply(f.hi)
+        else:
+            st = Step(f.exp + int(sigma[i]), _integral(zp[i], f"{where}: zero point"), lo_q, hi_q,
+                      node.rounding)
+            var = Var("step", st(f.lo), st(f.hi), 0, f, step=st, node=node.name)
+        if f.cols.size == 0:              # a constant element: no variable
+            consts[i] = var.lo * 2.0 ** -var.exp
+            cols.append(None)
+        else:
+            cols.append(b.add(var))
+    Mo = np.zeros((n, b.n))
+    for i, j in enumerate(cols):
+        if j is not None:
+            Mo[i, j] = 2.0 ** -b.vars[j].exp
+    return Mo, consts

@@ -1,0 +1,100 @@
+"""SMT verdicts against exhaustive enumeration, for every supported encoding and with each
+speed-up switched off; the SMT engine against the plugin's verifier on wider boxes."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qnn_plugin import onnx_builders as ob
+from qnn_plugin.baselines.smt import verify
+from qnn_plugin.errors import SmtUnsupportedError
+from qnn_plugin.verifier import verify as plugin_verify
+from tests.verifier.instances import grid_instance
+
+from .networks import ENCODINGS, write
+
+
+def _check_answer(res, truth, spec):
+    assert res.verdict == ("sat" if truth else "unsat"), (res.verdict, res.message)
+    if res.verdict == "sat":
+        ce = res.counterexample
+        case = spec.cases[ce.case]
+        assert np.all(ce.x >= case.lower.astype(np.float32)) and np.all(ce.x <= case.upper.astype(np.float32))
+        p = case.unsafe[ce.polytope]
+        assert np.all(p.A @ ce.y.astype(np.float64) <= p.b)
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
+def test_verdict_equals_enumeration(tmp_path, encoding, seed, kind):
+    rng = np.random.default_rng(seed)
+    built = ENCODINGS[encoding](rng)
+    spec, truth = grid_instance(rng, built, kind, free=4)
+    _check_answer(verify(write(tmp_path, built), spec, timeout=60), truth, spec)
+
+
+SWITCHES = {
+    "no_dead_branches": dict(dead_branches=False),
+    "fixed_width": dict(minimal_widths=False),
+    "chain_sums": dict(balanced_sums=False),
+    "plain": dict(dead_branches=False, minimal_widths=False, balanced_sums=False),
+    "z3": dict(backend="z3"),
+    "z3_plain": dict(backend="z3", dead_branches=False, minimal_widths=False, balanced_sums=False),
+}
+
+
+@pytest.mark.parametrize("switch", sorted(SWITCHES))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1), encoding=st.sampled_from(sorted(ENCODINGS)),
+       kind=st.sampled_from(["robust", "random"]))
+def test_every_encoding_option_and_backend_is_exact(tmp_path, switch, seed, encoding, kind):
+    rng = np.random.default_rng(seed)
+    built = ENCODINGS[encoding](rng)
+    spec, truth = grid_instance(rng, built, kind, free=4)
+    res = verify(write(tmp_path, built), spec, timeout=60, **SWITCHES[switch])
+    _check_answer(res, truth, spec)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1))
+def test_engines_agree_on_wide_boxes(tmp_path, seed):
+    """Every input coordinate free (too many points to enumerate quickly): the two engines,
+    independent in everything but the ONNX import, give the same definite verdict."""
+    rng = np.random.default_rng(seed)
+    built = ob.random_fixed_point_mlp(rng, sizes=[8, 12, 8, 3])
+    spec, _ = grid_instance(rng, built, str(rng.choice(["robust", "random"])), free=8)
+    path = write(tmp_path, built)
+    a = verify(path, spec, timeout=60)
+    b = plugin_verify(path, spec, timeout=60)
+    assert a.verdict in ("sat", "unsat") and a.verdict == b.verdict, (a.verdict, b.verdict, a.message, b.message)
+
+
+def test_float_input_networks_are_not_supported(tmp_path):
+    rng = np.random.default_rng(0)
+    built = ob.random_sign_mlp(rng, sizes=[3, 4, 2])            # no input quantizer
+    spec, _ = _any_spec(built)
+    with pytest.raises(SmtUnsupportedError, match="not supported by the SMT engine.*input quantizer"):
+        verify(write(tmp_path, built), spec, timeout=10)
+
+
+def _any_spec(built):
+    from qnn_plugin.spec import Case, Polytope, Spec
+
+    n_in = int(np.prod(built.input_shape))
+    A = np.zeros((1, 2))
+    A[0, 0] = 1.0
+    lo = np.zeros(n_in)
+    return Spec((Case(lo, lo + 0.5, (Polytope(A, np.zeros(1)),)),), n_in, 2, "<test>"), None
+
+
+def test_timeout_is_respected(tmp_path):
+    """A formula the solver cannot finish in time: the answer is timeout, before the deadline."""
+    import time
+
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[3] / "vnncomp_benchmarks" / "qnn_mnist"
+    t0 = time.monotonic()
+    res = verify(str(root / "onnx" / "mnist_mlp_qat.onnx"), str(root / "vnnlib" / "prop_0_eps8.vnnlib"),
+                 timeout=4)
+    assert res.verdict == "timeout" and time.monotonic() - t0 < 4.0 + 1.0, (res.verdict, res.stats)

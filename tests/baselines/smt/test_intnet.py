@@ -1,0 +1,86 @@
+"""The integer network against onnxruntime: the semantics the SMT formula encodes is the model's,
+on every grid point of random boxes, for every supported encoding."""
+from fractions import Fraction
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qnn_plugin import onnx_builders as ob
+from qnn_plugin.baselines.smt import intnet
+from qnn_plugin.errors import SmtUnsupportedError
+from qnn_plugin.verifier.network import Network
+from qnn_plugin.verifier.problem import Problem
+from tests.grid import random_grid_box, reachable_inputs
+from tests.verifier.instances import exact_outputs
+
+from .networks import ENCODINGS, write
+
+
+def _reference_round(z: int, t: int, rounding: str) -> int:
+    x = Fraction(z, 2 ** t) if t >= 0 else Fraction(z * 2 ** -t)
+    if rounding == "floor":
+        return math.floor(x)
+    if rounding == "ceil":
+        return math.ceil(x)
+    if rounding == "half_up":
+        return math.floor(x + Fraction(1, 2))
+    return round(x)   # Python rounds Fractions half to even
+
+
+@pytest.mark.parametrize("rounding", ["floor", "ceil", "half_up", "half_even"])
+def test_round_shift_is_exact(rounding):
+    for t in range(-2, 6):
+        for z in range(-70, 71):
+            assert intnet.round_shift(z, t, rounding) == _reference_round(z, t, rounding), (z, t)
+
+
+def _net_and_box(tmp_path, built, rng):
+    net = Network(write(tmp_path, built), torch.device("cpu"))
+    lower, upper = random_grid_box(rng, built.input_scale, built.input_zero_point,
+                                   built.input_qmin, built.input_qmax, built.input_shape, free=4)
+    lo, hi = net.domain_box(lower.reshape(-1), upper.reshape(-1))
+    return net, lower, upper, lo, hi
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1))
+def test_integer_network_equals_onnxruntime(tmp_path, encoding, seed):
+    rng = np.random.default_rng(seed)
+    built = ENCODINGS[encoding](rng)
+    net, lower, upper, lo, hi = _net_and_box(tmp_path, built, rng)
+    inet = intnet.extract(net.bounded_module, net.input_shape, lo.numpy().astype(np.int64),
+                          hi.numpy().astype(np.int64))
+    x = reachable_inputs(built.grid_values(), lower, upper, built.input_shape)
+    y = exact_outputs(built.model, x).astype(np.float64)
+    codes = net.to_points(torch.tensor(x.reshape(len(x), -1))).numpy().astype(np.int64)
+    for k in range(len(x)):
+        got = [Fraction(v) / Fraction(2) ** o.exp for v, o in zip(inet.evaluate(codes[k]), inet.outputs)]
+        assert got == [Fraction(v) for v in y[k]], (k, codes[k])
+    # the variables' ranges contain every value they take on the box
+    for f, yk in zip(inet.outputs, y.T):
+        units = yk * 2.0 ** f.exp
+        assert f.lo <= units.min() and units.max() <= f.hi
+
+
+def test_float_affine_terms_are_rejected_with_the_node(tmp_path):
+    """Float biases make float32 sums round: not exact in integers, so not encoded."""
+    rng = np.random.default_rng(3)
+    built = ob.random_sign_mlp(rng, sizes=[4, 6, 3], input_scale=2.0 ** -4)
+    net = Network(write(tmp_path, built), torch.device("cpu"))
+    lo = np.zeros(net.n_in, np.int64)
+    with pytest.raises(SmtUnsupportedError, match=r"BoundAdd .*2\*\*24"):
+        intnet.extract(net.bounded_module, net.input_shape, lo, lo + 15)
+
+
+def test_scales_that_are_not_powers_of_two_are_rejected(tmp_path):
+    rng = np.random.default_rng(5)
+    built = ob.random_qdq_mlp(rng, sizes=[3, 4, 2], pow2_scales=False)
+    net = Network(write(tmp_path, built), torch.device("cpu"))
+    lo = np.zeros(net.n_in, np.int64)
+    with pytest.raises(SmtUnsupportedError, match="not a power of two|2\\*\\*24"):
+        intnet.extract(net.bounded_module, net.input_shape, lo, lo + 3)
