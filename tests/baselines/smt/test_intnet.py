@@ -13,7 +13,6 @@ from qnn_plugin import onnx_builders as ob
 from qnn_plugin.baselines.smt import intnet
 from qnn_plugin.errors import SmtUnsupportedError
 from qnn_plugin.verifier.network import Network
-from qnn_plugin.verifier.problem import Problem
 from tests.grid import random_grid_box, reachable_inputs
 from tests.verifier.instances import exact_outputs
 
