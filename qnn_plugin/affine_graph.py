@@ -53,8 +53,13 @@ def local_map(node) -> Tuple[List[Tuple[int, np.ndarray]], np.ndarray]:
         else:
             v = inp.forward_value
             args.append(v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
-    with torch.no_grad():
-        out = node.forward(*args).reshape(m + 1, -1).double().cpu().numpy()
+    try:
+        with torch.no_grad():
+            out = node.forward(*args).reshape(m + 1, -1).double().cpu().numpy()
+    except RuntimeError as exc:   # e.g. a Reshape to a fixed batch of 1: not batch-free
+        raise NotAffine(f"{kind} ({node.name}) cannot be evaluated on a batch: {exc}") from None
+    if not (np.all(np.isfinite(out))):
+        raise NotAffine(f"{kind} ({node.name}) has non-finite constants")
     offset, K = out[0], (out[1:] - out[0]).T          # out(x) = K x + offset
     return [(k, K)], offset
 

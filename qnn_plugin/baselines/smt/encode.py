@@ -19,13 +19,14 @@ Widths always come from exact interval ranges, so no term can overflow in either
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .intnet import IntNet, Lin, Var, round_shift
+from .intnet import IntNet, Lin, OutOfTime, Var, round_shift
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,13 @@ class Encoder:
         return q
 
     # ------------------------------------------------------------------ the network
-    def encode_network(self) -> List[_T]:
-        """Terms for every variable; returns the outputs' terms."""
+    def encode_network(self, deadline: float = float("inf")) -> List[_T]:
+        """Terms for every variable; returns the outputs' terms. Raises intnet.OutOfTime once
+        ``time.monotonic()`` passes ``deadline`` (checked every 64 variables)."""
         dead = self.opts.dead_branches
         for j, v in enumerate(self.net.vars):
+            if j % 64 == 0 and time.monotonic() > deadline:
+                raise OutOfTime(f"while encoding variable {j} of {len(self.net.vars)}")
             if v.kind == "input":
                 free = not (dead and v.lo == v.hi)
                 if not free:
@@ -217,11 +221,13 @@ class Encoder:
         return out._replace(lo=round_shift(z.lo, t, rounding), hi=round_shift(z.hi, t, rounding))
 
     # ------------------------------------------------------------------ the property
-    def unsafe(self, outputs: List[_T], A: np.ndarray, b: np.ndarray, poly: np.ndarray):
-        """The formula 'the output lies in some polytope {y : A_p y <= b_p}' (exact)."""
+    def unsafe(self, outputs: List[_T], A: np.ndarray, b: np.ndarray, poly: np.ndarray,
+               n_poly: int):
+        """The formula 'the output lies in some polytope {y : A_p y <= b_p}', p < n_poly
+        (exact; a polytope without rows is the whole output space)."""
         dead = self.opts.dead_branches
         polys = []
-        for p in np.unique(poly):
+        for p in range(n_poly):
             rows = []
             for r in np.flatnonzero(poly == p):
                 coef, rhs = _integer_row(A[r], b[r], [o.exp for o in self.net.outputs])
@@ -251,6 +257,12 @@ class Encoder:
         """The input codes of a model, given the values of ``free_inputs()``."""
         it = iter(values)
         return [next(it) if free else x.lo for x, free in self.inputs]
+
+    def exclude(self, values: Sequence[int]) -> None:
+        """Assert that the free inputs do not all take these values (a model to skip)."""
+        diff = [self.bk.not_(self.bk.eq(t, self.bk.const(v, w)))
+                for (t, w), v in zip(self.free_inputs(), values)]
+        self.bk.assert_(self.bk.or_(*diff) if diff else self.bk.eq(self.bk.const(0, 1), self.bk.const(1, 1)))
 
 
 def _integer_row(a: np.ndarray, b: float, exps: Sequence[int]):

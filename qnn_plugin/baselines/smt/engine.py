@@ -52,43 +52,70 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
             "so its inputs are floats rather than integer codes")
     checker = Checker(net)
     stats = dict(time_load=time.monotonic() - t0, time_encode=0.0, time_solve=0.0)
+    undecided = []
     for i, case in enumerate(spec.cases):
-        if not case.unsafe:
+        if not case.unsafe:   # an empty disjunction: nothing is unsafe in this box
             continue
         problem = Problem.from_case(case, i, torch.device("cpu"))
-        lo, hi = net.domain_box(problem.lower, problem.upper)
-        t = time.monotonic()
+        verdict, found = _decide_case(net, problem, checker, backend, opts, deadline, stats)
+        if verdict == "sat":
+            return _finish(VerifyResult("sat", found), t0, stats)
+        if verdict == "timeout":
+            return _finish(VerifyResult("timeout", message=f"case {i}: {found}"), t0, stats)
+        if verdict == "unknown":
+            undecided.append(f"case {i}: {found}")
+    if undecided:
+        return _finish(VerifyResult("unknown", message="; ".join(undecided)), t0, stats)
+    return _finish(VerifyResult("unsat"), t0, stats)
+
+
+def _decide_case(net, problem, checker, backend, opts, deadline, stats):
+    """(verdict, Counterexample or message) for one case: encode, then solve until the solver
+    says unsat or gives a model whose input the checker confirms. A model that is not
+    confirmed (its codes are reachable only from the outward-rounded box, whose float32
+    neighbours the search includes to be sound) is excluded and the solver asked again."""
+    t = time.monotonic()
+    lo, hi = net.domain_box(problem.lower, problem.upper)
+    try:
         inet = intnet.extract(net.bounded_module, net.input_shape,
-                              lo.cpu().numpy().astype(np.int64), hi.cpu().numpy().astype(np.int64))
+                              lo.cpu().numpy().astype(np.int64), hi.cpu().numpy().astype(np.int64),
+                              deadline)
         enc = Encoder(inet, solvers.make(backend), opts)
-        outs = enc.encode_network()
-        enc.bk.assert_(enc.unsafe(outs, problem.A64, problem.b64, problem.poly.cpu().numpy()))
+        outs = enc.encode_network(deadline)
+        enc.bk.assert_(enc.unsafe(outs, problem.A64, problem.b64, problem.poly.cpu().numpy(),
+                                  problem.n_poly))
+    except intnet.OutOfTime as exc:
+        return "timeout", str(exc)
+    finally:
         stats["time_encode"] += time.monotonic() - t
-        for k, v in enc.stats.items():
-            stats[k] = stats.get(k, 0.0) + v
+    for k, v in enc.stats.items():
+        stats[k] = stats.get(k, 0.0) + v
+    rejected = []
+    while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return _finish(VerifyResult("timeout", message=f"case {i}: while encoding"), t0, stats)
+            return "timeout", "before the solver finished"
         t = time.monotonic()
         answer, values = solvers.solve(enc.bk, left, enc.free_inputs())
         stats["time_solve"] += time.monotonic() - t
         if answer == "unknown":
-            return _finish(VerifyResult("timeout", message=f"case {i}: {backend} time limit"),
-                           t0, stats)
-        if answer == "sat":
-            return _finish(_counterexample(net, problem, checker, enc.model_codes(values)), t0, stats)
-    return _finish(VerifyResult("unsat"), t0, stats)
-
-
-def _counterexample(net: Network, problem: Problem, checker: Checker, codes) -> VerifyResult:
-    pts = torch.tensor([codes], dtype=torch.float32)
-    x = net.to_inputs(pts, problem.inner_lower, problem.inner_upper)[0].cpu().numpy()
-    v = checker.check(x, problem)
-    if not v.confirmed:   # never answer sat without a confirmed counterexample
-        return VerifyResult("unknown", message=f"the solver's model (codes {codes[:8]}...) was "
-                                               f"not confirmed: {v.reason}")
-    return VerifyResult("sat", Counterexample(x.astype(np.float32), v.y, problem.case_index,
-                                              v.polytope))
+            return "timeout", f"{backend} time limit"
+        if answer == "error":
+            return "unknown", values
+        if answer == "unsat":
+            if rejected:
+                return "unknown", (f"{len(rejected)} solver model(s) not confirmed "
+                                   f"({rejected[0]}) and no other model")
+            return "unsat", ""
+        codes = enc.model_codes(values)
+        pts = torch.tensor([codes], dtype=torch.float32)
+        x = net.to_inputs(pts, problem.inner_lower, problem.inner_upper)[0].cpu().numpy()
+        v = checker.check(x, problem)
+        if v.confirmed:
+            return "sat", Counterexample(x.astype(np.float32), v.y, problem.case_index, v.polytope)
+        rejected.append(v.reason)
+        stats["smt_models_rejected"] = stats.get("smt_models_rejected", 0.0) + 1
+        enc.exclude(values)
 
 
 def _finish(res: VerifyResult, t0: float, stats: dict) -> VerifyResult:

@@ -25,6 +25,7 @@ with it: the encoder sizes bit-vectors and removes decided branches with them.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -185,10 +186,12 @@ class _Builder:
         hi = int(np.sum(coef[pos] * self.hi[cols][pos]) + np.sum(coef[~pos] * self.lo[cols][~pos]))
         return Lin(cols.astype(np.int64), coef, int(const), E, lo + int(const), hi + int(const))
 
-    def add(self, var: Var) -> int:
-        self.vars.append(var)
+    def add_all(self, new: List[Var]) -> int:
+        """Append a layer's variables at once; returns the index of the first."""
+        first = self.n
+        self.vars.extend(new)
         self._sync()
-        return self.n - 1
+        return first
 
 
 def _check_exact(node, parts, offset, infos) -> None:
@@ -202,7 +205,7 @@ def _check_exact(node, parts, offset, infos) -> None:
         bound = bound + np.abs(K) @ B_in
     F = np.where(np.isfinite(F), F, 0.0)
     units = bound * 2.0 ** F * (1 + 1e-12)
-    bad = np.flatnonzero(units >= F32_EXACT)
+    bad = np.flatnonzero(~(units < F32_EXACT))      # NaN (a NaN or infinite constant) too
     if bad.size:
         raise SmtUnsupportedError(
             f"{type(node).__name__} {node.name}: output element {int(bad[0])} can reach "
@@ -234,9 +237,15 @@ def _integral(v: float, what: str) -> Optional[int]:
     return int(v)
 
 
-def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray) -> IntNet:
+class OutOfTime(Exception):
+    """The deadline passed while building the network or its formula."""
+
+
+def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
+            deadline: float = float("inf")) -> IntNet:
     """The integer network of the bound graph ``bm`` (whose input, of shape ``input_shape``
-    without the batch dimension, is the code vector) on the code box [lo, hi] (flat)."""
+    without the batch dimension, is the code vector) on the code box [lo, hi] (flat).
+    Raises OutOfTime once ``time.monotonic()`` passes ``deadline`` (checked per node)."""
     n_in = int(lo.size)
     # one interval pass on the box marks the perturbed nodes and sets the constants' forward
     # values (read by affine_graph); its float bounds are not used
@@ -256,10 +265,15 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray) -> IntNet:
             continue
         if not getattr(node, "perturbed", False):
             continue
+        if time.monotonic() > deadline:
+            raise OutOfTime(f"while reading node {node.name}")
         for inp in node.inputs:
             if inp.perturbed:
                 exprs[inp.name] = (b.grow(exprs[inp.name][0]), exprs[inp.name][1])
         if isinstance(node, (BoundQuantStep, BoundSign, BoundQClip)) or kind == "BoundRelu":
+            if any(i.perturbed for i in node.inputs[1:]):
+                raise SmtUnsupportedError(f"not supported by the SMT engine: {kind} {node.name} "
+                                          "with limits that depend on the input")
             M, c = exprs[node.inputs[0].name]
             exprs[node.name] = _activation(node, kind, b, M, c)
         else:
@@ -299,7 +313,7 @@ def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray):
         hi_q = _integral(node.hi, f"{where}: upper clamp")
     elif isinstance(node, BoundQClip):
         clip_lim = node._limits()
-    cols, consts = [], np.zeros(n)
+    cols, consts, new = [], np.zeros(n), []
     for i in range(n):
         f = b.lin(M[i], c[i], f"{where} element {i}")
         if kind == "BoundRelu":
@@ -322,9 +336,11 @@ def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray):
             consts[i] = var.lo * 2.0 ** -var.exp
             cols.append(None)
         else:
-            cols.append(b.add(var))
+            cols.append(len(new))
+            new.append(var)
+    first = b.add_all(new)
     Mo = np.zeros((n, b.n))
     for i, j in enumerate(cols):
         if j is not None:
-            Mo[i, j] = 2.0 ** -b.vars[j].exp
+            Mo[i, first + j] = 2.0 ** -new[j].exp
     return Mo, consts

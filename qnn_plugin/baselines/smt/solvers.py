@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import resource
 import select
 import signal
 import time
@@ -26,7 +27,8 @@ def make(name: str):
 
 def solve(backend, seconds: float, read: Sequence[Tuple[object, int]]):
     """Check the asserted formula within ``seconds`` of wall-clock time: ('sat', the values of
-    the (term, width) pairs in ``read``), ('unsat', None) or ('unknown', None).
+    the (term, width) pairs in ``read``), ('unsat', None), ('unknown', None) (out of time) or
+    ('error', message) (the solver failed or its process died).
 
     The check runs in a forked child that is killed at the deadline: neither solver stops on
     time by itself in every phase (bitwuzla's sum normalization ran 11 s past a 2.5 s limit
@@ -41,16 +43,25 @@ def solve(backend, seconds: float, read: Sequence[Tuple[object, int]]):
     if pid == 0:                                   # the child: solve, send, exit at once
         try:
             os.close(r)
+            # should the parent die without killing it, the CPU limit still ends it
+            cpu = int(seconds) + 5
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+            try:
+                answer = _check_and_read(backend, seconds, read)
+            except BaseException as exc:
+                answer = ("error", f"{backend.name}: {type(exc).__name__}: {exc}")
             with os.fdopen(w, "wb") as out:
-                pickle.dump(_check_and_read(backend, seconds, read), out)
+                pickle.dump(answer, out)
         finally:
             os._exit(0)
     os.close(w)
     data = b""
+    poller = select.poll()
+    poller.register(r, select.POLLIN | select.POLLHUP)
     try:
         while True:
             left = end - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
+            if left <= 0 or not poller.poll(left * 1000):
                 return "unknown", None              # out of time
             chunk = os.read(r, 1 << 16)
             if not chunk:
@@ -59,7 +70,7 @@ def solve(backend, seconds: float, read: Sequence[Tuple[object, int]]):
         try:
             return pickle.loads(data)
         except Exception:                           # the child died (out of memory, a crash)
-            return "unknown", None
+            return "error", f"the {backend.name} process died"
     finally:
         os.close(r)
         with contextlib.suppress(ProcessLookupError):
@@ -128,6 +139,9 @@ class Bitwuzla:
 
     def eq(self, a, b):
         return self._op(self.K.EQUAL, a, b)
+
+    def not_(self, f):
+        return self._op(self.K.NOT, f)
 
     def and_(self, *fs):
         return fs[0] if len(fs) == 1 else self._op(self.K.AND, *fs)
@@ -202,6 +216,9 @@ class Z3:
 
     def eq(self, a, b):
         return a == b
+
+    def not_(self, f):
+        return self.z3.Not(f)
 
     def and_(self, *fs):
         return fs[0] if len(fs) == 1 else self.z3.And(*fs)

@@ -98,3 +98,58 @@ def test_timeout_is_respected(tmp_path):
     res = verify(str(root / "onnx" / "mnist_mlp_qat.onnx"), str(root / "vnnlib" / "prop_0_eps8.vnnlib"),
                  timeout=4)
     assert res.verdict == "timeout" and time.monotonic() - t0 < 4.0 + 1.0, (res.verdict, res.stats)
+
+
+def test_a_polytope_without_rows_is_the_whole_output_space(tmp_path):
+    """Every output is unsafe: sat, whatever the network."""
+    from qnn_plugin.spec import Case, Polytope, Spec
+
+    rng = np.random.default_rng(2)
+    built = ob.random_fixed_point_mlp(rng, sizes=[3, 5, 2])
+    lo = np.zeros(3)
+    spec = Spec((Case(lo, lo + 0.5, (Polytope(np.zeros((0, 2)), np.zeros(0)),)),), 3, 2, "<test>")
+    res = verify(write(tmp_path, built), spec, timeout=30)
+    assert res.verdict == "sat", res.message
+
+
+def test_every_case_of_a_spec_is_decided(tmp_path):
+    """Two input boxes: the first safe, the second not; the answer is sat in case 1."""
+    from qnn_plugin.spec import Case, Polytope, Spec
+
+    rng = np.random.default_rng(4)
+    built = ob.random_fixed_point_mlp(rng, sizes=[3, 5, 2])
+    lo = np.full(3, 0.25)
+    never = Polytope(np.array([[1.0, 0.0]]), np.array([-1e6]))     # y_0 <= -1e6: impossible
+    always = Polytope(np.array([[1.0, 0.0]]), np.array([1e6]))
+    spec = Spec((Case(lo, lo + 0.1, (never,)), Case(lo, lo + 0.1, (always,))), 3, 2, "<test>")
+    res = verify(write(tmp_path, built), spec, timeout=30)
+    assert res.verdict == "sat" and res.counterexample.case == 1
+    spec1 = Spec((Case(lo, lo + 0.1, (never,)),), 3, 2, "<test>")
+    assert verify(write(tmp_path, built), spec1, timeout=30).verdict == "unsat"
+
+
+def test_a_model_reachable_only_through_rounding_is_not_a_counterexample(tmp_path):
+    """The lower bound sits just above a rounding tie (k + 1/2) s, k even: the outward float32
+    box (which the search must cover) reaches code k, but no float32 input of the box does. An
+    unsafe set met only at code k gives a model the checker rejects; the engine excludes it,
+    finds no other, and answers unknown, never sat or unsat."""
+    from qnn_plugin.spec import Case, Polytope, Spec
+    from tests.verifier.instances import exact_outputs
+
+    s, k = 2.0 ** -8, 100
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        built = ob.random_qdq_mlp(rng, sizes=[2, 5, 3])
+        x = np.array([[k * s, 0.5], [(k + 1) * s, 0.5]], np.float32)
+        y = exact_outputs(built.model, x).astype(np.float64)
+        j = int(np.argmax(np.abs(y[0] - y[1])))
+        if y[0, j] != y[1, j]:
+            break
+    sign = 1.0 if y[0, j] < y[1, j] else -1.0
+    A = np.zeros((1, 3))
+    A[0, j] = sign
+    lower = np.array([(k + 0.5) * s + 1e-12, 0.5])
+    upper = np.array([(k + 1) * s, 0.5])
+    spec = Spec((Case(lower, upper, (Polytope(A, np.array([sign * y[0, j]])),)),), 2, 3, "<test>")
+    res = verify(write(tmp_path, built), spec, timeout=30)
+    assert res.verdict == "unknown" and res.stats["smt_models_rejected"] == 1, (res.verdict, res.message)
