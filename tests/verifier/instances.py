@@ -9,8 +9,22 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
+from qnn_plugin import onnx_builders as ob
 from qnn_plugin.spec import Case, Polytope, Spec
 from tests.grid import random_grid_box, reachable_inputs
+
+
+# tiny random QNNs of every encoding (onnx_builders), for tests against enumeration
+ENCODINGS = {
+    "fixed_point": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[4, 7, 5, 3]),
+    "fixed_point_floor": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[3, 6, 3], rounding="floor"),
+    "fixed_point_even": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[3, 6, 3], rounding="half_even"),
+    "qdq": lambda rng: ob.random_qdq_mlp(rng, sizes=[4, 6, 5, 3]),
+    "qdq_int8": lambda rng: ob.random_qdq_mlp(rng, sizes=[3, 5, 3], input_dtype="int8", act_dtype="int8"),
+    "qoperator": lambda rng: ob.random_qoperator_mlp(rng, sizes=[4, 6, 3]),
+    "integer": lambda rng: ob.random_integer_mlp(rng, sizes=[4, 6, 3]),
+    "qdq_conv": lambda rng: ob.random_qdq_conv(rng),
+}
 
 
 def exact_outputs(model, x: np.ndarray) -> np.ndarray:

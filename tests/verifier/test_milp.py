@@ -13,18 +13,8 @@ from qnn_plugin.verifier import bab, milp, verify
 from qnn_plugin.verifier.network import Network
 from qnn_plugin.verifier.problem import Problem
 
-from .instances import grid_instance
+from .instances import ENCODINGS, grid_instance
 
-ENCODINGS = {
-    "fixed_point": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[4, 7, 5, 3]),
-    "fixed_point_floor": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[3, 6, 3], rounding="floor"),
-    "fixed_point_even": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[3, 6, 3], rounding="half_even"),
-    "qdq": lambda rng: ob.random_qdq_mlp(rng, sizes=[4, 6, 5, 3]),
-    "qdq_int8": lambda rng: ob.random_qdq_mlp(rng, sizes=[3, 5, 3], input_dtype="int8", act_dtype="int8"),
-    "qoperator": lambda rng: ob.random_qoperator_mlp(rng, sizes=[4, 6, 3]),
-    "integer": lambda rng: ob.random_integer_mlp(rng, sizes=[4, 6, 3]),
-    "qdq_conv": lambda rng: ob.random_qdq_conv(rng),
-}
 
 
 def _program_verdict(tmp_path, built, spec):

@@ -16,6 +16,11 @@ switchable so its effect can be measured:
 * ``balanced_sums``: sums are balanced adder trees (else a chain of additions).
 
 Widths always come from exact interval ranges, so no term can overflow in either mode.
+
+The property is decided in exact arithmetic on the spec's float64 coefficients, while the
+counterexample checker evaluates ``A y - b`` in float64: for rows whose products need more
+than float64's 53 bits the two could part on a point within rounding of the boundary. A model
+the checker rejects is then skipped (never a wrong ``sat``); ``unsat`` is the exact answer.
 """
 from __future__ import annotations
 
@@ -66,7 +71,8 @@ class Encoder:
         self.net, self.bk, self.opts = net, backend, opts
         self.W = 0 if opts.minimal_widths else _global_width(net)
         self.terms: List[_T] = []
-        self.inputs: List = []       # (term, is a solver variable)
+        self.base: List[int] = []    # each term stands for its variable minus this offset
+        self.inputs: List = []       # (term, is a solver variable, offset)
         self.stats = dict(smt_vars=0.0, smt_ites=0.0, smt_adders=0.0, smt_fixed=0.0)
 
     # ------------------------------------------------------------------ arithmetic on terms
@@ -112,8 +118,9 @@ class Encoder:
 
     def lin(self, f: Lin) -> _T:
         parts = [self.scale(self.terms[int(j)], int(a)) for j, a in zip(f.cols, f.coef)]
-        if f.const or not parts:
-            parts.append(self.const(f.const))
+        const = f.const + sum(int(a) * self.base[int(j)] for j, a in zip(f.cols, f.coef))
+        if const or not parts:
+            parts.append(self.const(const))
         return self.total(parts)
 
     def lt(self, a: _T, b: _T):
@@ -157,18 +164,9 @@ class Encoder:
             if j % 64 == 0 and time.monotonic() > deadline:
                 raise OutOfTime(f"while encoding variable {j} of {len(self.net.vars)}")
             if v.kind == "input":
-                free = not (dead and v.lo == v.hi)
-                if not free:
-                    x = self.const(v.lo)
-                else:
-                    w = self.width(v.lo, v.hi)
-                    x = _T(self.bk.var(f"x{j}", w), w, v.lo, v.hi)
-                    self.stats["smt_vars"] += 1
-                    self.bk.assert_(self.bk.sle(self.bk.const(v.lo, w), x.t))
-                    self.bk.assert_(self.bk.sle(x.t, self.bk.const(v.hi, w)))
-                self.inputs.append((x, free))
-                self.terms.append(x)
+                self._input(j, v)
                 continue
+            self.base.append(0)
             if dead and v.lo == v.hi:           # decided by the intervals: a constant
                 self.stats["smt_fixed"] += 1
                 self.terms.append(self.const(v.lo))
@@ -176,6 +174,25 @@ class Encoder:
             z = self.lin(v.pre)
             self.terms.append(self._activation(v, z))
         return [self.lin(o) for o in self.net.outputs]
+
+    def _input(self, j: int, v: Var) -> None:
+        """An input code: a constant if the box fixes it, else a solver variable in [lo, hi];
+        with minimal widths, the variable is the offset from lo (fewer bits: the box of an
+        L-inf ball spans a few codes of 256), lo going into the affine forms' constants."""
+        base = v.lo if self.opts.minimal_widths else 0
+        free = not (self.opts.dead_branches and v.lo == v.hi)
+        if not free:
+            x = self.const(v.lo - base)
+        else:
+            lo, hi = v.lo - base, v.hi - base
+            w = self.width(lo, hi)
+            x = _T(self.bk.var(f"x{j}", w), w, lo, hi)
+            self.stats["smt_vars"] += 1
+            self.bk.assert_(self.bk.sle(self.bk.const(lo, w), x.t))
+            self.bk.assert_(self.bk.sle(x.t, self.bk.const(hi, w)))
+        self.inputs.append((x, free, base))
+        self.terms.append(x)
+        self.base.append(base)
 
     def _activation(self, v: Var, z: _T) -> _T:
         dead = self.opts.dead_branches
@@ -251,15 +268,16 @@ class Encoder:
 
     def free_inputs(self) -> List:
         """(term, width) of the inputs that are solver variables, to read from a model."""
-        return [(x.t, x.w) for x, free in self.inputs if free]
+        return [(x.t, x.w) for x, free, _ in self.inputs if free]
 
     def model_codes(self, values: Sequence[int]) -> List[int]:
         """The input codes of a model, given the values of ``free_inputs()``."""
         it = iter(values)
-        return [next(it) if free else x.lo for x, free in self.inputs]
+        return [(next(it) if free else x.lo) + base for x, free, base in self.inputs]
 
     def exclude(self, values: Sequence[int]) -> None:
-        """Assert that the free inputs do not all take these values (a model to skip)."""
+        """Assert that the free inputs do not all take these values of ``free_inputs()``
+        (a model to skip)."""
         diff = [self.bk.not_(self.bk.eq(t, self.bk.const(v, w)))
                 for (t, w), v in zip(self.free_inputs(), values)]
         self.bk.assert_(self.bk.or_(*diff) if diff else self.bk.eq(self.bk.const(0, 1), self.bk.const(1, 1)))

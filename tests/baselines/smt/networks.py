@@ -3,6 +3,7 @@ for tests against exhaustive enumeration."""
 import numpy as np
 
 from qnn_plugin import onnx_builders as ob
+from tests.verifier.instances import ENCODINGS as BASE
 
 
 def _dyadic_integer_mlp(rng):
@@ -22,18 +23,9 @@ def _dyadic_sign_mlp(rng, idiom=False):
     return ob.sign_mlp(ws, bs, input_scale=s, idiom=idiom)
 
 
-ENCODINGS = {
-    "fixed_point": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[4, 7, 5, 3]),
-    "fixed_point_floor": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[3, 6, 3], rounding="floor"),
-    "fixed_point_even": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[3, 6, 3], rounding="half_even"),
-    "qdq": lambda rng: ob.random_qdq_mlp(rng, sizes=[4, 6, 5, 3]),
-    "qdq_int8": lambda rng: ob.random_qdq_mlp(rng, sizes=[3, 5, 3], input_dtype="int8", act_dtype="int8"),
-    "qoperator": lambda rng: ob.random_qoperator_mlp(rng, sizes=[4, 6, 3]),
-    "integer": _dyadic_integer_mlp,
-    "qdq_conv": lambda rng: ob.random_qdq_conv(rng),
-    "sign": _dyadic_sign_mlp,
-    "sign_idiom": lambda rng: _dyadic_sign_mlp(rng, idiom=True),
-}
+# the verifier tests' encodings, with MatMulInteger biases on a power-of-two grid, and Sign nets
+ENCODINGS = {**BASE, "integer": _dyadic_integer_mlp, "sign": _dyadic_sign_mlp,
+             "sign_idiom": lambda rng: _dyadic_sign_mlp(rng, idiom=True)}
 
 
 def write(tmp_path, built, name="net.onnx") -> str:
