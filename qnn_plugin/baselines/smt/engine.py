@@ -48,8 +48,9 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     spec.check_model(net.n_in, net.n_out)
     if net.grid is None:
         raise SmtUnsupportedError(
-            f"{net.path}: not supported by the SMT engine: the network has no input quantizer, "
-            "so its inputs are floats rather than integer codes")
+            f"{net.path}: not supported by the SMT engine: the network has no input quantizer "
+            "(or one too fine to enumerate its codes), so its inputs are floats rather than "
+            "integer codes")
     checker = Checker(net)
     stats = dict(time_load=time.monotonic() - t0, time_encode=0.0, time_solve=0.0)
     undecided = []
@@ -86,6 +87,8 @@ def _decide_case(net, problem, checker, backend, opts, deadline, stats):
                                   problem.n_poly))
     except intnet.OutOfTime as exc:
         return "timeout", str(exc)
+    except SmtUnsupportedError as exc:   # name the file too (the node names are the bound graph's)
+        raise SmtUnsupportedError(f"{net.path}: {exc}") from None
     finally:
         stats["time_encode"] += time.monotonic() - t
     for k, v in enc.stats.items():

@@ -153,3 +153,12 @@ def test_a_model_reachable_only_through_rounding_is_not_a_counterexample(tmp_pat
     spec = Spec((Case(lower, upper, (Polytope(A, np.array([sign * y[0, j]])),)),), 2, 3, "<test>")
     res = verify(write(tmp_path, built), spec, timeout=30)
     assert res.verdict == "unknown" and res.stats["smt_models_rejected"] == 1, (res.verdict, res.message)
+
+
+def test_networks_not_exact_in_integers_are_refused_naming_file_and_node(tmp_path):
+    """Float biases (the random Sign builder's) make float32 sums round."""
+    rng = np.random.default_rng(3)
+    built = ob.random_sign_mlp(rng, sizes=[4, 6, 3], input_scale=2.0 ** -4)
+    spec, _ = grid_instance(rng, built, "robust", free=2)
+    with pytest.raises(SmtUnsupportedError, match=r"net\.onnx: BoundAdd /\d+: .*2\*\*24"):
+        verify(write(tmp_path, built), spec, timeout=10)
