@@ -182,8 +182,12 @@ class _Builder:
             raise SmtUnsupportedError(f"{what}: coefficients need more than 53 bits")
         coef = scaled.astype(np.int64)
         pos = coef > 0
-        lo = int(np.sum(coef[pos] * self.lo[cols][pos]) + np.sum(coef[~pos] * self.hi[cols][~pos]))
-        hi = int(np.sum(coef[pos] * self.hi[cols][pos]) + np.sum(coef[~pos] * self.lo[cols][~pos]))
+        vlo, vhi = self.lo[cols], self.hi[cols]
+        if float(np.abs(scaled) @ self.nmax[cols]) >= 2.0 ** 62:   # sums in Python integers
+            coef, vlo, vhi = coef.astype(object), vlo.astype(object), vhi.astype(object)
+        lo = int(np.sum(coef[pos] * vlo[pos]) + np.sum(coef[~pos] * vhi[~pos]))
+        hi = int(np.sum(coef[pos] * vhi[pos]) + np.sum(coef[~pos] * vlo[~pos]))
+        coef = coef.astype(np.int64)
         return Lin(cols.astype(np.int64), coef, int(const), E, lo + int(const), hi + int(const))
 
     def add_all(self, new: List[Var]) -> int:
