@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from .cli_verify import DEFAULT_RUNNER, SMT_RUNNER
 from .cli_verify import _nonneg, _posint, _positive   # number arguments as qnn-verify checks them
 from .vnncomp import ResultRow
 
 PROG = "compare_engines"
-PLUGIN_RUNNER = "qnn_plugin.cli_verify:verify"
-SMT_RUNNER = "qnn_plugin.cli_verify:verify_smt"
+PLUGIN_RUNNER, SMT_RUNNER = DEFAULT_RUNNER, SMT_RUNNER     # qnn-verify's two engines
 #: run times are wall-clock seconds; ratios use at least this, so a 0 s row cannot divide by 0
 MIN_TIME = 1e-3
 #: how many instances a "solves that the reference does not" line names
