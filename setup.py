@@ -25,7 +25,10 @@ setup(
         "pyyaml",
         # VNN-LIB parsing (qnn_plugin.spec works around its documented gaps; pinned for that)
         "vnnlib==1.0.2",
-        # the verifier's exact integer program (scipy.optimize.milp: HiGHS)
+        # the verifier's integer programs, both solved by HiGHS: the exact one through highspy
+        # (objective target and cutoff, which scipy.optimize.milp does not expose), the float
+        # one through scipy.optimize.milp
+        "highspy>=1.15,<2",
         "scipy>=1.9",
         # training data: scikit-learn bundles the 8x8 digits set, the embedded default
         "scikit-learn",

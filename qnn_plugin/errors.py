@@ -21,6 +21,12 @@ class SpecError(QnnPluginError, ValueError):
     """A VNN-LIB property is malformed, unsupported, or does not fit the model."""
 
 
+class NotIntegerError(UnsupportedOperatorError):
+    """The network is not exact integer arithmetic on its input codes (``qnn_plugin.intnet``):
+    a scale that is not a power of two, an accumulator float32 cannot hold exactly, an
+    operation the integer encoding does not represent."""
+
+
 class SmtUnsupportedError(UnsupportedOperatorError):
     """The network is outside what the bit-exact SMT baseline encodes (float inputs, scales that
     are not powers of two, accumulators float32 cannot hold exactly, an unknown operation)."""

@@ -11,6 +11,7 @@ search space was exhausted, else timeout/unknown.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -19,8 +20,9 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..forked import Forked
 from ..spec import Spec, read_vnnlib
-from . import attack, bab
+from . import attack, bab, intprog
 from .check import Checker
 from .network import Network
 from .problem import Problem
@@ -97,18 +99,35 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         if time.monotonic() > deadline:
             return _finish(VerifyResult("timeout", message=f"during the attack on case {i}"),
                            t0, stats, checker)
+        program = None
         if milp and bab.uses_activation_branching(net, opts):
-            decided = _milp_step(net, problem, lo, hi, checker, deadline, stats)
-            if decided == "unsat":
-                verdicts.append(("unsat", ""))
-                continue
-            if isinstance(decided, Counterexample):
-                return _finish(VerifyResult("sat", decided), t0, stats, checker)
+            # integer networks: the exact program in a child process, beside the search;
+            # others: the float program first, with at most half of the time left
+            program = _start_exact_program(net, problem, lo, hi, checker, deadline, stats)
+            if program is None:
+                decided = _float_program(net, problem, lo, hi, checker, deadline, stats)
+                if decided == "unsat":
+                    verdicts.append(("unsat", ""))
+                    continue
+                if isinstance(decided, Counterexample):
+                    return _finish(VerifyResult("sat", decided), t0, stats, checker)
         t1 = time.monotonic()
-        out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker), opts)
+        try:
+            out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker),
+                             dataclasses.replace(opts, interrupt=program and program.decided))
+            if out.status in ("timeout", "unknown") and program is not None:
+                program.decided(wait=deadline - time.monotonic())
+        finally:
+            if program is not None:
+                program.stop()
         stats["time_bab"] += time.monotonic() - t1
         for k, v in out.stats.items():
             stats[k] = max(stats.get(k, 0), v) if k == "max_depth" else stats.get(k, 0) + v
+        if program is not None and program.answer is not None:
+            if program.answer == "unsat":
+                verdicts.append(("unsat", ""))
+                continue
+            return _finish(VerifyResult("sat", program.answer), t0, stats, checker)
         if out.status == "sat":
             return _finish(VerifyResult("sat", _counterexample(net, problem, checker, out.points)),
                            t0, stats, checker)
@@ -155,37 +174,139 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
         stats["time_attack"] += time.monotonic() - t
 
 
-def _milp_step(net, problem, lo, hi, checker, deadline, stats):
-    """The exact integer program on the whole box, with at most half of the time left:
-    "unsat", a confirmed Counterexample, or None (undecided: branch and bound goes on)."""
-    from . import milp as milp_mod
+class _ExactProgram:
+    """The exact integer program of one case (intprog), solved in a forked child process while
+    branch and bound runs here: on a multi-core CPU, or beside a GPU search, neither waits for
+    the other. ``answer`` becomes "unsat" or a confirmed Counterexample once the program
+    decides the case."""
 
+    def __init__(self, job: Forked, net, problem, lo, hi, checker, stats):
+        self.job, self.net, self.problem, self.checker, self.stats = job, net, problem, checker, stats
+        self.lo, self.hi = lo, hi
+        self.answer = None
+        self.read = False          # the child's result has been taken in
+        self.t0 = time.monotonic()
+
+    def decided(self, wait: float = 0.0) -> bool:
+        """Whether the program has decided the case (waiting up to ``wait`` seconds)."""
+        if self.read:
+            return self.answer is not None
+        if not self.job.poll(max(0.0, wait)):
+            return False
+        self.read = True
+        self._record()
+        kind, value = self.job.result
+        if kind == "error":
+            self.stats["intprog_error"] = 1.0
+            return False
+        status, codes, nodes = value
+        self.stats["intprog_nodes"] = self.stats.get("intprog_nodes", 0.0) + nodes
+        if status == "infeasible":
+            self.answer = "unsat"
+        elif status == "feasible":
+            pt = torch.as_tensor(codes, dtype=torch.float32, device=self.lo.device).unsqueeze(0)
+            found = _confirm(self.net, self.problem, self.checker,
+                             torch.minimum(torch.maximum(pt, self.lo), self.hi))
+            if found is not None:
+                self.answer = _counterexample(self.net, self.problem, self.checker, found)
+            else:   # codes reachable only from the outward-rounded box: the search goes on
+                self.stats["intprog_rejected"] = self.stats.get("intprog_rejected", 0.0) + 1
+        return self.answer is not None
+
+    def stop(self) -> None:
+        self.job.stop()
+        self._record()
+
+    def _record(self) -> None:
+        if self.t0 is not None:
+            self.stats["time_milp"] = self.stats.get("time_milp", 0.0) + time.monotonic() - self.t0
+            self.t0 = None
+
+
+def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ExactProgram]:
+    """Build the exact program of the code box (ranges narrowed by CROWN bounds) and start
+    solving it, each polytope that CROWN leaves open, most violated first. None when the network
+    has no input grid or is not exact integer arithmetic (the float program is used instead)."""
+    from .. import intnet
+    from ..bounds import BoundQuantStep
+    from ..errors import NotIntegerError
+
+    if net.grid is None:
+        return None
+    t = time.monotonic()
+    bm = net.bounded_module
+    with torch.no_grad():   # CROWN bounds of every step's input narrow the integer ranges
+        lb = bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False).lb
+        pre = {}
+        for node in bm._modules.values():
+            if isinstance(node, BoundQuantStep) and getattr(node, "perturbed", False):
+                l, u = node._widen(node.inputs[0].lower, node.inputs[0].upper)
+                pre[node.name] = (l.reshape(-1).double().cpu().numpy(),
+                                  u.reshape(-1).double().cpu().numpy())
+    try:
+        inet = intnet.extract(bm, net.input_shape, lo.cpu().numpy().astype(np.int64),
+                              hi.cpu().numpy().astype(np.int64), deadline, pre_bounds=pre)
+    except NotIntegerError:
+        stats["intprog_unsupported"] = 1.0
+        return None
+    except intnet.OutOfTime:
+        return None
+    prog = intprog.build(inet)
+    open_ = ~problem.refuted(lb)[0]
+    order = [p for p in torch.argsort(problem.poly_max(lb - problem.b)[0]).tolist() if bool(open_[p])]
+    A, b, poly = problem.A64, problem.b64, problem.poly.cpu().numpy()
+    stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t
+    job = Forked(lambda: _solve_polytopes(prog, A, b, poly, order, deadline), deadline - t)
+    return _ExactProgram(job, net, problem, lo, hi, checker, stats)
+
+
+def _solve_polytopes(prog, A, b, poly, order, deadline):
+    """(status, codes, nodes): "infeasible" when every polytope is, else the first feasible
+    one's solution or "unknown". Runs in the child process: numpy and HiGHS only."""
+    nodes = 0
+    for p in order:
+        ans = intprog.solve(prog, A, b, np.flatnonzero(poly == p), deadline - time.monotonic())
+        nodes += ans.nodes
+        if ans.status != "infeasible":
+            return ans.status, ans.codes, nodes
+    return "infeasible", None, nodes
+
+
+def _float_program(net, problem, lo, hi, checker, deadline, stats):
+    """milp's program (float64 rows with outward margins) on the box, with at most half of
+    the time left: "unsat", a confirmed Counterexample, or None (undecided)."""
     t = time.monotonic()
     try:
-        with torch.no_grad():   # node bounds of this box for the program's big-M constants
-            bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False)
-        try:
-            prog, out = milp_mod.encode(net.bounded_module, lo.double().cpu().numpy(),
-                                        hi.double().cpu().numpy(), net.grid is not None)
-        except milp_mod.Unsupported:   # an operation the program does not encode
-            stats["milp_unsupported"] = 1.0
-            return None
-        res = milp_mod.solve(prog, out, problem.A64, problem.b64, problem.poly.cpu().numpy(),
-                             problem.tolerance64(), 0.5 * (deadline - time.monotonic()))
-        stats["milp_status"] = {"infeasible": 1.0, "feasible": 2.0}.get(res.status, 0.0)
-        if res.status == "infeasible":
-            return "unsat"
-        if res.status == "feasible":
-            pt = torch.as_tensor(res.point, dtype=torch.float32, device=lo.device)
-            if net.grid is not None:
-                pt = torch.round(pt)
-            pt = torch.minimum(torch.maximum(pt, lo), hi).unsqueeze(0)
-            found = _confirm(net, problem, checker, pt)
-            if found is not None:
-                return _counterexample(net, problem, checker, found)
-        return None
+        return _float_program_solve(net, problem, lo, hi, checker, t + 0.5 * (deadline - t), stats)
     finally:
         stats["time_milp"] = stats.get("time_milp", 0.0) + time.monotonic() - t
+
+
+def _float_program_solve(net, problem, lo, hi, checker, budget_end, stats):
+    from . import milp as milp_mod
+
+    with torch.no_grad():   # node bounds of this box for the program's big-M constants
+        bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False)
+    try:
+        prog, out = milp_mod.encode(net.bounded_module, lo.double().cpu().numpy(),
+                                    hi.double().cpu().numpy(), net.grid is not None)
+    except milp_mod.Unsupported:   # an operation the program does not encode
+        stats["milp_unsupported"] = 1.0
+        return None
+    res = milp_mod.solve(prog, out, problem.A64, problem.b64, problem.poly.cpu().numpy(),
+                         problem.tolerance64(), budget_end - time.monotonic())
+    stats["milp_status"] = {"infeasible": 1.0, "feasible": 2.0}.get(res.status, 0.0)
+    if res.status == "infeasible":
+        return "unsat"
+    if res.status == "feasible":
+        pt = torch.as_tensor(res.point, dtype=torch.float32, device=lo.device)
+        if net.grid is not None:
+            pt = torch.round(pt)
+        pt = torch.minimum(torch.maximum(pt, lo), hi).unsqueeze(0)
+        found = _confirm(net, problem, checker, pt)
+        if found is not None:
+            return _counterexample(net, problem, checker, found)
+    return None
 
 
 def _confirm(net: Network, problem: Problem, checker: Checker, points) -> Optional[torch.Tensor]:

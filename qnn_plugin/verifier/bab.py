@@ -51,11 +51,12 @@ class Options:
     memory_bytes: int = 1 << 30    # budget for one bound call's A matrices
     max_pool_bytes: int = 4 << 30  # open boxes kept at most (then the search gives up: unknown)
     progress: Optional[Callable[[Dict[str, float]], None]] = None
+    interrupt: Optional[Callable[[], bool]] = None  # asked each round: True ends the search
 
 
 @dataclass
 class Outcome:
-    status: str                       # unsat | sat | timeout | unknown
+    status: str                       # unsat | sat | timeout | unknown | interrupted
     points: Optional[Tensor] = None   # sat: confirmed domain point(s)
     message: str = ""
     stats: Dict[str, float] = field(default_factory=dict)
@@ -227,6 +228,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             per_box = took / max(n_popped, 1)
             sec_per_box = per_box if sec_per_box is None else 0.5 * (sec_per_box + per_box)
             min_round = took if min_round is None else min(min_round, took)
+        if opts.interrupt is not None and opts.interrupt():   # decided elsewhere
+            return Outcome("interrupted", stats=stats, message="decided by another method")
         # stop when even the cheapest round seen so far would end past the deadline
         if time.monotonic() + (min_round or 0.0) > deadline:
             return Outcome("timeout", stats=stats, message=f"{len(pool)} domains open")

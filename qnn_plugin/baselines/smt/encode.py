@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .intnet import IntNet, Lin, OutOfTime, Var, round_shift
+from ...intnet import IntNet, Lin, OutOfTime, Var, integer_row, round_shift
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,6 @@ def bits(lo: int, hi: int) -> int:
     """Width of a two's-complement bit-vector holding every integer of [lo, hi]."""
     b = lambda v: v.bit_length() if v >= 0 else (-v - 1).bit_length()
     return max(b(lo), b(hi)) + 1
-
-
-def _dexp(v: Fraction) -> int:
-    """Least E with v * 2**E an integer (v dyadic)."""
-    return 0 if v == 0 else v.denominator.bit_length() - 1 - _twos(v.numerator)
-
-
-def _twos(n: int) -> int:
-    n = abs(n)
-    return (n & -n).bit_length() - 1 if n else 0
 
 
 class _T(NamedTuple):
@@ -247,7 +236,7 @@ class Encoder:
         for p in range(n_poly):
             rows = []
             for r in np.flatnonzero(poly == p):
-                coef, rhs = _integer_row(A[r], b[r], [o.exp for o in self.net.outputs])
+                coef, rhs = integer_row(A[r], b[r], [o.exp for o in self.net.outputs])
                 parts = [self.scale(outputs[k], c) for k, c in enumerate(coef) if c]
                 row = self.total(parts) if parts else self.const(0)
                 if dead and row.hi <= rhs:
@@ -281,16 +270,6 @@ class Encoder:
         diff = [self.bk.not_(self.bk.eq(t, self.bk.const(v, w)))
                 for (t, w), v in zip(self.free_inputs(), values)]
         self.bk.assert_(self.bk.or_(*diff) if diff else self.bk.eq(self.bk.const(0, 1), self.bk.const(1, 1)))
-
-
-def _integer_row(a: np.ndarray, b: float, exps: Sequence[int]):
-    """Integers (c_k, rhs) with sum_k a_k y_k <= b  <=>  sum_k c_k Y_k <= rhs, where
-    y_k = Y_k * 2**-exps[k]."""
-    fa = [Fraction(float(v)) for v in a]
-    fb = Fraction(float(b))
-    G = max([_dexp(v) + e for v, e in zip(fa, exps) if v] + [_dexp(fb), 0])
-    coef = [int(v * Fraction(2) ** (G - e)) for v, e in zip(fa, exps)]
-    return coef, int(fb * Fraction(2) ** G)
 
 
 def _global_width(net: IntNet) -> int:

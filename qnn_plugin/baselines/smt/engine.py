@@ -15,13 +15,14 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ...errors import SmtUnsupportedError
+from ... import intnet
+from ...errors import NotIntegerError, SmtUnsupportedError
 from ...spec import Spec, read_vnnlib
 from ...verifier.check import Checker
 from ...verifier.network import Network
 from ...verifier.problem import Problem
 from ...verifier.result import Counterexample, VerifyResult
-from . import intnet, solvers
+from . import solvers
 from .encode import Encoder, Options
 
 
@@ -87,7 +88,7 @@ def _decide_case(net, problem, checker, backend, opts, deadline, stats):
                                   problem.n_poly))
     except intnet.OutOfTime as exc:
         return "timeout", str(exc)
-    except SmtUnsupportedError as exc:   # name the file too (the node names are the bound graph's)
+    except NotIntegerError as exc:   # name the file too (the node names are the bound graph's)
         raise SmtUnsupportedError(f"{net.path}: {exc}") from None
     finally:
         stats["time_encode"] += time.monotonic() - t

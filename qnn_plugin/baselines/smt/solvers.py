@@ -5,14 +5,10 @@ backend maps them onto its own API. Values are Python integers (two's complement
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import pickle
-import resource
-import select
-import signal
 import time
 from typing import List, Sequence, Tuple
+
+from ...forked import Forked
 
 BACKENDS = ("bitwuzla", "z3")
 
@@ -30,52 +26,18 @@ def solve(backend, seconds: float, read: Sequence[Tuple[object, int]]):
     the (term, width) pairs in ``read``), ('unsat', None), ('unknown', None) (out of time) or
     ('error', message) (the solver failed or its process died).
 
-    The check runs in a forked child that is killed at the deadline: neither solver stops on
-    time by itself in every phase (bitwuzla's sum normalization ran 11 s past a 2.5 s limit
-    on an MNIST MLP without polling its terminator). A plain ``os.fork`` because benchmark
-    workers are daemonic processes, which multiprocessing forbids to have children. Without
-    fork (Windows) the check runs in this process."""
-    if not hasattr(os, "fork"):
-        return _check_and_read(backend, seconds, read)
-    end = time.monotonic() + seconds + 0.25
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                   # the child: solve, send, exit at once
-        try:
-            os.close(r)
-            # should the parent die without killing it, the CPU limit still ends it
-            cpu = int(seconds) + 5
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-            try:
-                answer = _check_and_read(backend, seconds, read)
-            except BaseException as exc:
-                answer = ("error", f"{backend.name}: {type(exc).__name__}: {exc}")
-            with os.fdopen(w, "wb") as out:
-                pickle.dump(answer, out)
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = b""
-    poller = select.poll()
-    poller.register(r, select.POLLIN | select.POLLHUP)
+    The check runs in a forked child (``qnn_plugin.forked``) that is killed at the deadline:
+    neither solver stops on time by itself in every phase."""
+    job = Forked(lambda: _check_and_read(backend, seconds, read), seconds)
     try:
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                return "unknown", None              # out of time
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                break
-            data += chunk
-        try:
-            return pickle.loads(data)
-        except Exception:                           # the child died (out of memory, a crash)
-            return "error", f"the {backend.name} process died"
+        if not job.wait(seconds + 0.25):
+            return "unknown", None                  # out of time
     finally:
-        os.close(r)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        job.stop()
+    kind, answer = job.result
+    if kind == "error":                             # an exception, or the child died
+        return "error", f"{backend.name}: {answer}"
+    return answer
 
 
 def _check_and_read(backend, seconds, read):

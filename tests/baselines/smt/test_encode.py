@@ -9,7 +9,7 @@ import pytest
 
 from qnn_plugin.baselines.smt import solvers
 from qnn_plugin.baselines.smt.encode import Encoder, Options, bits
-from qnn_plugin.baselines.smt.intnet import IntNet, Lin, Step, Var
+from qnn_plugin.intnet import IntNet, Lin, Step, Var
 
 LO, HI = -40, 40
 COEF, CONST = 3, 5          # z = 3 x + 5 over x in [LO, HI]

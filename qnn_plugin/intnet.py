@@ -1,4 +1,5 @@
-"""The network as exact integer arithmetic: what the bit-vector encoding is built from.
+"""The network as exact integer arithmetic: what the SMT baseline's bit-vector formula and the
+verifier's exact integer program (``verifier.intprog``) are built from.
 
 Every value of a QNN with power-of-two scales is a dyadic rational, so the network on the input
 codes of one box is written here as integer variables ``N_j`` (value ``N_j * 2**-exp_j``) defined
@@ -11,31 +12,32 @@ one after the other:
 * ``relu``: ``max(Z, 0)``; ``sign``: ``sign(Z)``; ``clip``: ``clamp(Z, lo, hi)``;
 
 and the outputs as integer affine forms. The affine maps are read off the plugin's bound graph
-(``affine_graph``: MatMul, Gemm, Conv, constant Add/Mul/Div, reshapes), so the baseline shares the
-ONNX import with the verifier and nothing else.
+(``affine_graph``: MatMul, Gemm, Conv, constant Add/Mul/Div, reshapes).
 
 Exact in integers means exact in float32 too, or the model would compute something else than
 this encoding: each affine node is accepted only when all of its products and partial sums are
 multiples of a power of two ``2**-F`` with magnitude below ``2**24 * 2**-F`` over the box, which
 makes float32 evaluation (in any summation order) equal to real arithmetic; quantizer scales must
-be powers of two. Anything else raises ``SmtUnsupportedError`` naming the node.
+be powers of two. Anything else raises ``NotIntegerError`` naming the node.
 
 Each variable's exact integer range over the box (interval arithmetic in Python integers) comes
-with it: the encoder sizes bit-vectors and removes decided branches with them.
+with it: the encoders size bit-vectors and big-M constants and remove decided branches with them.
 """
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from ... import affine_graph
-from ...bounded import compute_bounds
-from ...bounds import BoundQClip, BoundQuantStep, BoundSign
-from ...errors import SmtUnsupportedError
+from . import affine_graph
+from .bounded import compute_bounds
+from .bounds import BoundQClip, BoundQuantStep, BoundSign
+from .errors import NotIntegerError
 
 F32_EXACT = 2.0 ** 24      # float32 integers are exact below this magnitude
 
@@ -132,6 +134,27 @@ def _lin_value(f: Lin, vals) -> int:
     return sum(int(a) * vals[int(j)] for j, a in zip(f.cols, f.coef)) + f.const
 
 
+def _frac_exp(v: Fraction) -> int:
+    """Least E with v * 2**E an integer (v dyadic)."""
+    return 0 if v == 0 else v.denominator.bit_length() - 1 - _twos(v.numerator)
+
+
+def _twos(n: int) -> int:
+    n = abs(n)
+    return (n & -n).bit_length() - 1 if n else 0
+
+
+def integer_row(a: np.ndarray, b: float, exps: Sequence[int]):
+    """Integers (c_k, rhs) with sum_k a_k y_k <= b  <=>  sum_k c_k Y_k <= rhs, where
+    y_k = Y_k * 2**-exps[k]: the row scaled by the least power of two that makes its
+    coefficients integers, and the threshold rounded down (the sum is an integer), so a
+    threshold with many bits does not make the numbers large."""
+    fa = [Fraction(float(v)) for v in a]
+    G = max([_frac_exp(v) + e for v, e in zip(fa, exps) if v] + [0])
+    coef = [int(v * Fraction(2) ** (G - e)) for v, e in zip(fa, exps)]
+    return coef, math.floor(Fraction(float(b)) * Fraction(2) ** G)
+
+
 # ---------------------------------------------------------------------------------- extraction
 
 def _dexp(v: np.ndarray) -> np.ndarray:
@@ -179,7 +202,7 @@ class _Builder:
         scaled = Mi[cols] * 2.0 ** E
         const = ci * 2.0 ** E
         if np.any(np.abs(scaled) >= 2.0 ** 53) or abs(const) >= 2.0 ** 53:
-            raise SmtUnsupportedError(f"{what}: coefficients need more than 53 bits")
+            raise NotIntegerError(f"{what}: coefficients need more than 53 bits")
         coef = scaled.astype(np.int64)
         pos = coef > 0
         vlo, vhi = self.lo[cols], self.hi[cols]
@@ -211,12 +234,12 @@ def _check_exact(node, parts, offset, infos) -> None:
     units = bound * 2.0 ** F * (1 + 1e-12)
     bad = np.flatnonzero(~(units < F32_EXACT))      # NaN (a NaN or infinite constant) too
     if bad.size:
-        raise SmtUnsupportedError(
+        raise NotIntegerError(
             f"{type(node).__name__} {node.name}: output element {int(bad[0])} can reach "
             f"{units[bad[0]]:.3g} units of its grid 2**-{int(F[bad[0]])}, beyond float32's exact "
             "range 2**24 (a scale that is not a power of two, or an accumulator too wide): "
             "the float32 model would not compute the exact integer semantics, which is all "
-            "the SMT engine encodes")
+            "the integer encoding represents")
 
 
 def _info(M: np.ndarray, c: np.ndarray, nmax: np.ndarray):
@@ -224,12 +247,22 @@ def _info(M: np.ndarray, c: np.ndarray, nmax: np.ndarray):
     return _row_exp(M, c), np.abs(M) @ nmax + np.abs(c)
 
 
+def _narrow(f: Lin, lower: float, upper: float) -> None:
+    """Intersect the integer range of ``f`` with [lower, upper] (values, not units); a
+    non-finite or crossing bound is ignored."""
+    if not (np.isfinite(lower) and np.isfinite(upper) and lower <= upper):
+        return
+    lo, hi = math.ceil(lower * 2.0 ** f.exp), math.floor(upper * 2.0 ** f.exp)
+    if max(lo, f.lo) <= min(hi, f.hi):
+        f.lo, f.hi = max(lo, f.lo), min(hi, f.hi)
+
+
 def _power_of_two_exponent(scale: np.ndarray, where: str) -> np.ndarray:
     m, e = np.frexp(scale)
     if np.any(np.abs(m) != 0.5) or np.any(scale <= 0):
         bad = scale[(np.abs(m) != 0.5) | (scale <= 0)].reshape(-1)[0]
-        raise SmtUnsupportedError(f"{where}: scale {float(bad)!r} is not a power of two; the SMT "
-                                  "engine needs power-of-two scales (exact in integers)")
+        raise NotIntegerError(f"{where}: scale {float(bad)!r} is not a power of two; the integer "
+                                  "encoding needs power-of-two scales (exact in integers)")
     return (e - 1).astype(np.int64)
 
 
@@ -237,7 +270,7 @@ def _integral(v: float, what: str) -> Optional[int]:
     if not np.isfinite(v):
         return None
     if v != np.floor(v):
-        raise SmtUnsupportedError(f"{what} {v!r} is not an integer")
+        raise NotIntegerError(f"{what} {v!r} is not an integer")
     return int(v)
 
 
@@ -246,10 +279,14 @@ class OutOfTime(Exception):
 
 
 def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
-            deadline: float = float("inf")) -> IntNet:
+            deadline: float = float("inf"), pre_bounds: Optional[dict] = None) -> IntNet:
     """The integer network of the bound graph ``bm`` (whose input, of shape ``input_shape``
     without the batch dimension, is the code vector) on the code box [lo, hi] (flat).
-    Raises OutOfTime once ``time.monotonic()`` passes ``deadline`` (checked per node)."""
+    Raises OutOfTime once ``time.monotonic()`` passes ``deadline`` (checked per node).
+
+    ``pre_bounds``: optional {activation node name: (lower, upper)}, flat float64 bounds on
+    that node's input over the box that are sound as given (already widened against float
+    error), e.g. CROWN's; they narrow the interval ranges where they are tighter."""
     n_in = int(lo.size)
     # one interval pass on the box marks the perturbed nodes and sets the constants' forward
     # values (read by affine_graph); its float bounds are not used
@@ -276,15 +313,14 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
                 exprs[inp.name] = (b.grow(exprs[inp.name][0]), exprs[inp.name][1])
         if isinstance(node, (BoundQuantStep, BoundSign, BoundQClip)) or kind == "BoundRelu":
             if any(i.perturbed for i in node.inputs[1:]):
-                raise SmtUnsupportedError(f"not supported by the SMT engine: {kind} {node.name} "
-                                          "with limits that depend on the input")
+                raise NotIntegerError(f"{kind} {node.name}: limits that depend on the input")
             M, c = exprs[node.inputs[0].name]
-            exprs[node.name] = _activation(node, kind, b, M, c)
+            exprs[node.name] = _activation(node, kind, b, M, c, (pre_bounds or {}).get(node.name))
         else:
             try:
                 parts, offset = affine_graph.local_map(node)
             except affine_graph.NotAffine as exc:
-                raise SmtUnsupportedError(f"not supported by the SMT engine: {exc}") from None
+                raise NotIntegerError(str(exc)) from None
             _check_exact(node, parts, offset, [infos[node.inputs[p].name] for p, _ in parts])
             M = c = None
             for p, K in parts:
@@ -302,14 +338,15 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
     return IntNet(b.vars, n_in, outputs)
 
 
-def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray):
-    """New variables for an elementwise activation; returns its (M, c) over the variables."""
+def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray, known=None):
+    """New variables for an elementwise activation; returns its (M, c) over the variables.
+    ``known``: sound (lower, upper) float bounds of the input, to narrow its ranges."""
     n = M.shape[0]
     where = f"{kind} {node.name}"
     shape = node.inputs[0].output_shape[1:]
     if isinstance(node, BoundQuantStep):
         if not node._on_lattice or getattr(node, "split_lo", None) is not None:
-            raise SmtUnsupportedError(f"{where}: clamp limits off the zero point's lattice")
+            raise NotIntegerError(f"{where}: clamp limits off the zero point's lattice")
         sigma = _power_of_two_exponent(
             torch.broadcast_to(node.scale, shape).reshape(-1).double().cpu().numpy(), where)
         zp = torch.broadcast_to(node.zero_point, shape).reshape(-1).double().cpu().numpy()
@@ -320,6 +357,8 @@ def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray):
     cols, consts, new = [], np.zeros(n), []
     for i in range(n):
         f = b.lin(M[i], c[i], f"{where} element {i}")
+        if known is not None:
+            _narrow(f, float(known[0][i]), float(known[1][i]))
         if kind == "BoundRelu":
             var = Var("relu", max(f.lo, 0), max(f.hi, 0), f.exp, f, node=node.name)
         elif isinstance(node, BoundSign):
@@ -328,7 +367,7 @@ def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray):
             lim = tuple(None if not np.isfinite(v) else v * 2.0 ** f.exp for v in clip_lim)
             for v in lim:
                 if v is not None and v != np.floor(v):
-                    raise SmtUnsupportedError(f"{where}: clip limit not on the input's grid")
+                    raise NotIntegerError(f"{where}: clip limit not on the input's grid")
             lim = tuple(None if v is None else int(v) for v in lim)
             var = Var("clip", 0, 0, f.exp, f, clip=lim, node=node.name)
             var.lo, var.hi = var.apply(f.lo), var.apply(f.hi)

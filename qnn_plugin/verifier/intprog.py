@@ -1,0 +1,271 @@
+"""The exact integer program of a QNN on its input codes, solved with HiGHS (highspy).
+
+For a network that is exact integer arithmetic on its input codes (``qnn_plugin.intnet``: power-
+of-two scales, float32-exact accumulators), every quantity is an integer and so is every
+constraint: input codes, quantization levels and ReLU outputs are integer columns, each
+activation's defining form Z an integer combination of them. A level k of the step
+``clamp(R(Z / 2**t) + zp, lo, hi)`` satisfies, with r = k - zp and s = 2**t,
+
+    floor: s r <= Z <= s r + s - 1          half up: s r - s/2 <= Z <= s r + s/2 - 1
+    ceil:  s r - s + 1 <= Z <= s r          half even: s r - s/2 + p <= Z <= s r + s/2 - p
+
+(p the parity of r: a tie belongs to the even level; t <= 0: r = Z * 2**-t), and a binary per
+reachable saturation releases the edge it passes (big-M from the exact ranges). ReLU and Sign
+get the usual binary encodings, exact given the ranges. Every row has integer coefficients, so
+relaxing its bounds by half a unit adds no integer point but keeps HiGHS's tolerances (1e-6)
+far from the boundary: the program's integer points are exactly the network's.
+
+Each unsafe polytope {y : A_p y <= b_p} becomes integer rows (``intnet.integer_row``) and the
+program minimises t >= max_r (row_r - rhs_r): it stops at the first solution with t <= 0 (a
+counterexample candidate, confirmed by the verifier's checker before any ``sat``) and prunes
+every node whose bound exceeds 1/2, so "infeasible" proves the polytope empty. The objective
+gives HiGHS a bound to prune with; the pure feasibility form of the same program (and the float
+program of ``milp.py``) stalled on instances this one decides in seconds.
+
+Ranges come from exact interval arithmetic, narrowed by the CROWN bounds of the bound graph
+where those are tighter (``intnet.extract(pre_bounds=...)``): fewer undecided neurons, smaller
+big-M constants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..intnet import IntNet, integer_row, round_shift
+
+_SLACK = 0.5            # half an integer unit: no integer point gained, tolerances kept away
+_INF = float("inf")
+# beyond this a row's half-unit margin drowns in HiGHS's scaled tolerances: not attempted
+_MAX_COEF = 2.0 ** 40
+
+Expr = Tuple[Dict[int, int], int]   # {column: integer coefficient}, integer constant
+
+
+@dataclass
+class Program:
+    """Columns (bounds, integrality) and rows lo <= sum coef x <= hi, in coordinate form."""
+
+    col_lo: List[float] = field(default_factory=list)
+    col_hi: List[float] = field(default_factory=list)
+    integer: List[bool] = field(default_factory=list)
+    r_idx: List[int] = field(default_factory=list)
+    c_idx: List[int] = field(default_factory=list)
+    vals: List[float] = field(default_factory=list)
+    row_lo: List[float] = field(default_factory=list)
+    row_hi: List[float] = field(default_factory=list)
+    inputs: List[int] = field(default_factory=list)    # the input codes' columns, in order
+    outputs: List[Expr] = field(default_factory=list)  # the output integers Y_k
+    exps: List[int] = field(default_factory=list)      # y_k = Y_k * 2**-exps[k]
+
+    def column(self, lo: float, hi: float, integer: bool = True) -> int:
+        self.col_lo.append(float(lo))
+        self.col_hi.append(float(hi))
+        self.integer.append(integer)
+        return len(self.col_lo) - 1
+
+    def row(self, terms: Expr, lo: float, hi: float) -> None:
+        """lo <= sum coef x + const <= hi, for integer-valued rows (relaxed by half a unit)."""
+        coef, const = terms
+        r = len(self.row_lo)
+        for c, v in coef.items():
+            if v:
+                self.r_idx.append(r)
+                self.c_idx.append(c)
+                self.vals.append(float(v))
+        self.row_lo.append(lo - const - _SLACK)
+        self.row_hi.append(hi - const + _SLACK)
+
+
+def _combine(parts: Sequence[Tuple[int, Expr]], const: int = 0) -> Expr:
+    """sum_i a_i * e_i + const for integer weights a_i and expressions e_i."""
+    out: Dict[int, int] = {}
+    for a, (coef, c) in parts:
+        if not a:
+            continue
+        const += a * c
+        for col, v in coef.items():
+            out[col] = out.get(col, 0) + a * v
+    return out, const
+
+
+def build(net: IntNet) -> Program:
+    """The program of the integer network (columns for inputs and undecided activations)."""
+    prog = Program()
+    exprs: List[Expr] = []
+    for v in net.vars:
+        if v.kind == "input":
+            col = prog.column(v.lo, v.hi)
+            prog.inputs.append(col)
+            exprs.append(({col: 1}, 0))
+            continue
+        if v.lo == v.hi:                       # decided on the whole box: a constant
+            exprs.append(({}, v.lo))
+            continue
+        f = v.pre
+        z = _combine([(int(a), exprs[int(j)]) for j, a in zip(f.cols, f.coef)], int(f.const))
+        if v.kind == "relu":
+            exprs.append(_relu(prog, z, f.lo, f.hi, v))
+        elif v.kind == "sign":
+            exprs.append(_sign(prog, z, f.lo, f.hi))
+        elif v.kind == "step":
+            st = v.step
+            exprs.append(_step(prog, z, f.lo, f.hi, v.lo, v.hi, st.shift, st.zero_point,
+                               st.lo, st.hi, st.rounding))
+        else:                                  # clip: a step without rounding
+            exprs.append(_step(prog, z, f.lo, f.hi, v.lo, v.hi, 0, 0, v.clip[0], v.clip[1],
+                               "floor"))
+    for o in net.outputs:
+        prog.outputs.append(_combine([(int(a), exprs[int(j)]) for j, a in zip(o.cols, o.coef)],
+                                     int(o.const)))
+        prog.exps.append(o.exp)
+    return prog
+
+
+def _relu(prog: Program, z: Expr, zl: int, zu: int, v) -> Expr:
+    if zl >= 0:
+        return z
+    y = prog.column(v.lo, v.hi)
+    a = prog.column(0, 1)
+    prog.row(_combine([(1, ({y: 1}, 0)), (-1, z)]), 0, _INF)                      # y >= Z
+    prog.row(_combine([(1, ({y: 1, a: -zl}, 0)), (-1, z)]), -_INF, -zl)           # y <= Z - l(1-a)
+    prog.row(({y: 1, a: -zu}, 0), -_INF, 0)                                       # y <= u a
+    return {y: 1}, 0
+
+
+def _sign(prog: Program, z: Expr, zl: int, zu: int) -> Expr:
+    """sign(Z) = pos - neg with pos = [Z >= 1], neg = [Z <= -1] (each present when reachable)."""
+    out: Dict[int, int] = {}
+    if zu >= 1:
+        pos = prog.column(0, 1)     # pos = 1 -> Z >= 1; pos = 0 -> Z <= 0
+        prog.row(_combine([(1, z), (1, ({pos: zl - 1}, 0))]), zl, _INF)
+        prog.row(_combine([(1, z), (1, ({pos: -zu}, 0))]), -_INF, 0)
+        out[pos] = 1
+    if zl <= -1:
+        neg = prog.column(0, 1)     # neg = 1 -> Z <= -1; neg = 0 -> Z >= 0
+        prog.row(_combine([(1, z), (1, ({neg: zu + 1}, 0))]), -_INF, zu)
+        prog.row(_combine([(1, z), (1, ({neg: -zl}, 0))]), 0, _INF)
+        out[neg] = -1
+    return out, 0
+
+
+# the edges of level r's interval of Z, as (low, high) offsets from s * r (t > 0)
+def _edges(rounding: str, s: int) -> Tuple[int, int]:
+    h = s // 2
+    return {"floor": (0, s - 1), "ceil": (-s + 1, 0), "half_up": (-h, h - 1),
+            "half_even": (-h, h)}[rounding]
+
+
+def _step(prog: Program, z: Expr, zl: int, zu: int, kl: int, ku: int, t: int, zp: int,
+          lo: Optional[int], hi: Optional[int], rounding: str) -> Expr:
+    """A level column k with the rounding edges of Z around s (k - zp), and saturations."""
+    k = prog.column(kl, ku)
+    if t > 0:   # s (k - zp) + e_lo <= Z <= s (k - zp) + e_hi
+        s, mz = 1 << t, 1
+        e_lo, e_hi = _edges(rounding, s) if s > 1 else (0, 0)
+    else:       # k - zp = Z * 2**-t exactly
+        s, mz, e_lo, e_hi = 1, 1 << -t, 0, 0
+    gap = _combine([(mz, z), (-s, ({k: 1}, -zp))])     # mz Z - s (k - zp)
+    lo_extra: Dict[int, int] = {}
+    hi_extra: Dict[int, int] = {}
+    if rounding == "half_even" and t > 0:
+        # k - zp = 2 u + p; an odd level gives up both ties: e_lo + p, e_hi - p
+        p = prog.column(0, 1)
+        u = prog.column(np.floor((kl - zp) / 2) - 1, np.ceil((ku - zp) / 2) + 1)
+        prog.row(({k: 1, u: -2, p: -1}, 0), zp, zp)
+        lo_extra[p], hi_extra[p] = -1, 1
+    r_lo = round_shift(zl, t, rounding) + zp          # unclamped levels' range
+    r_hi = round_shift(zu, t, rounding) + zp
+    g_lo, g_hi = mz * zl - s * (ku - zp), mz * zu - s * (kl - zp)   # range of the gap
+    if lo is not None and r_lo < lo:   # b = 1: k = lo, Z below lo's interval is allowed
+        b = prog.column(0, 1)
+        lo_extra[b] = max(0, e_lo + 1 - g_lo) + 1
+        prog.row(({k: 1, b: ku - lo}, 0), -_INF, ku)
+    if hi is not None and r_hi > hi:   # b = 1: k = hi, Z above hi's interval is allowed
+        b = prog.column(0, 1)
+        hi_extra[b] = -(max(0, g_hi - e_hi + 1) + 1)
+        prog.row(({k: 1, b: -(hi - kl)}, 0), kl, _INF)
+    prog.row(_combine([(1, gap), (1, (lo_extra, 0))]), e_lo, _INF)
+    prog.row(_combine([(1, gap), (1, (hi_extra, 0))]), -_INF, e_hi)
+    return {k: 1}, 0
+
+
+@dataclass
+class Answer:
+    status: str                          # "infeasible" (proven), "feasible", "unknown"
+    codes: Optional[np.ndarray] = None   # feasible: the input codes of the solution
+    message: str = ""
+    nodes: int = 0
+
+
+def solve(prog: Program, A: np.ndarray, b: np.ndarray, rows: Sequence[int],
+          time_limit: float, options: Optional[Dict[str, object]] = None) -> Answer:
+    """Is some integer point of the program inside the polytope {y : A[rows] y <= b[rows]}?
+    ``options``: further HiGHS options (name: value)."""
+    import highspy
+    from scipy.sparse import csc_matrix
+
+    n = len(prog.col_lo)
+    t_col = n                                       # the objective column t
+    r_idx, c_idx, vals = list(prog.r_idx), list(prog.c_idx), list(prog.vals)
+    row_lo, row_hi = list(prog.row_lo), list(prog.row_hi)
+    for r in rows:                                  # sum_k c_k Y_k - t <= rhs
+        coef, rhs = integer_row(A[r], b[r], prog.exps)
+        y = _combine([(int(c), prog.outputs[k]) for k, c in enumerate(coef)])
+        i = len(row_lo)
+        for col, v in y[0].items():
+            if v:
+                r_idx.append(i)
+                c_idx.append(col)
+                vals.append(float(v))
+        r_idx.append(i)
+        c_idx.append(t_col)
+        vals.append(-1.0)
+        row_lo.append(-_INF)
+        row_hi.append(float(rhs - y[1]))
+    big = max(np.abs(vals).max(initial=0.0), np.abs(row_hi[len(prog.row_hi):]).max(initial=0.0))
+    if big > _MAX_COEF:
+        return Answer("unknown", message=f"coefficients up to {big:.3g}: beyond float64 "
+                      "rows with half-unit margins")
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", max(0.01, float(time_limit)))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n + 1, len(row_lo)
+    cost = np.zeros(n + 1)
+    cost[t_col] = 1.0
+    lp.col_cost_ = cost
+    lp.col_lower_ = np.array(prog.col_lo + [-_INF])
+    lp.col_upper_ = np.array(prog.col_hi + [_INF])
+    mat = csc_matrix((vals, (r_idx, c_idx)), shape=(len(row_lo), n + 1))
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = mat.indptr
+    lp.a_matrix_.index_ = mat.indices
+    lp.a_matrix_.value_ = mat.data
+    lp.row_lower_ = np.array(row_lo)
+    lp.row_upper_ = np.array(row_hi)
+    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                       for i in prog.integer] + [highspy.HighsVarType.kContinuous]
+    h.passModel(lp)
+    # t is an integer at integer points: stop at t <= 1/2 (t <= 0), prune bounds above 1/2
+    h.setOptionValue("objective_target", _SLACK)
+    h.setOptionValue("objective_bound", _SLACK)
+    for name, value in (options or {}).items():
+        h.setOptionValue(name, value)
+    h.run()
+    status = h.getModelStatus()
+    info = h.getInfo()
+    nodes = int(info.mip_node_count)
+    # pruned everywhere by the bound 1/2 (an LP bound past it reads as kObjectiveBound)
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kObjectiveBound):
+        return Answer("infeasible", nodes=nodes)
+    feasible = info.primal_solution_status == 2 and info.objective_function_value <= _SLACK
+    # solved to optimality (presolve can, before any pruning) with a proven bound above 1/2
+    if (status == highspy.HighsModelStatus.kOptimal and not feasible
+            and info.mip_dual_bound > _SLACK):
+        return Answer("infeasible", nodes=nodes)
+    if feasible:
+        x = np.asarray(h.getSolution().col_value)
+        return Answer("feasible", np.rint(x[prog.inputs]).astype(np.int64), nodes=nodes)
+    return Answer("unknown", message=h.modelStatusToString(status), nodes=nodes)
