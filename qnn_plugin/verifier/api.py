@@ -3,7 +3,9 @@
 Phases, per case of the spec (an input box with its unsafe set):
   1. random points of the box; one bound computation on the whole box (proves most robust
      cases at once); PGD with straight-through gradients when that did not;
-  2. branch and bound (bab.search) on the input grid, or on the float box when the network
+  2. where the search will branch on activations, an integer program: the exact one (intprog)
+     solved in a forked child process while the search runs, or the float one (milp) first;
+  3. branch and bound (bab.search) on the input grid, or on the float box when the network
      has no input quantizer; every candidate counterexample is confirmed by the exact semantics
      and by onnxruntime before the answer is sat.
 The answer is sat as soon as one case has a confirmed counterexample, unsat when every case's
@@ -53,8 +55,11 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     best split; ``gain``: |A_d| * width_d from CROWN; ``widest``: longest edge); ``batch``: boxes
     per bound call (default: sized to a 1 GiB budget); ``branch``: ``input`` (split the input
     box only), ``activation`` (split undecided hidden ReLUs and quantization steps first, the
-    input box when none is left), ``auto`` (activation for inputs of more than 16 values). Bad input raises a QnnPluginError subclass
-    whose message names the file and what is wrong.
+    input box when none is left), ``auto`` (activation for inputs of more than 16 values);
+    ``milp``: with activation branching, also solve an integer program (HiGHS): the exact one
+    of ``intprog`` in a forked child beside the search for integer networks, the float one of
+    ``milp`` before the search otherwise. Bad input raises a QnnPluginError subclass whose
+    message names the file and what is wrong.
     """
     t0 = time.monotonic()
     # stop early enough to return (and write results) before the timeout expires
@@ -112,18 +117,23 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
                 if isinstance(decided, Counterexample):
                     return _finish(VerifyResult("sat", decided), t0, stats, checker)
         t1 = time.monotonic()
+        threads = torch.get_num_threads()
+        if program is not None and lo.device.type == "cpu" and threads > 1:
+            torch.set_num_threads(threads - 1)   # a core for the program's process
         try:
             out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker),
                              dataclasses.replace(opts, interrupt=program and program.decided))
             if out.status in ("timeout", "unknown") and program is not None:
                 program.decided(wait=deadline - time.monotonic())
         finally:
+            torch.set_num_threads(threads)
             if program is not None:
                 program.stop()
         stats["time_bab"] += time.monotonic() - t1
         for k, v in out.stats.items():
             stats[k] = max(stats.get(k, 0), v) if k == "max_depth" else stats.get(k, 0) + v
         if program is not None and program.answer is not None:
+            stats["intprog_decided"] = stats.get("intprog_decided", 0.0) + 1
             if program.answer == "unsat":
                 verdicts.append(("unsat", ""))
                 continue
