@@ -19,8 +19,8 @@ Each unsafe polytope {y : A_p y <= b_p} becomes integer rows (``intnet.integer_r
 program minimises t >= max_r (row_r - rhs_r): it stops at the first solution with t <= 0 (a
 counterexample candidate, confirmed by the verifier's checker before any ``sat``) and prunes
 every node whose bound exceeds 1/2, so "infeasible" proves the polytope empty. The objective
-gives HiGHS a bound to prune with; the pure feasibility form of the same program (and the float
-program of ``milp.py``) stalled on instances this one decides in seconds.
+gives HiGHS a bound to prune with; the float program of ``milp.py``, a pure feasibility
+problem, stalled on AAAI instances this one decides in seconds.
 
 Ranges come from exact interval arithmetic, narrowed by the CROWN bounds of the bound graph
 where those are tighter (``intnet.extract(pre_bounds=...)``): fewer undecided neurons, smaller
