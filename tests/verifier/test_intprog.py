@@ -149,3 +149,72 @@ def test_verifier_step_with_crown_ranges(tmp_path, encoding, seed, kind):
             assert job.answer.x is not None
     else:
         assert job.answer == "unsat"
+
+
+def _stalling_instance(tmp_path):
+    """qnn_digits' plain-QAT model, digits evaluation sample 88 at 2 pixel levels (see
+    test_milp): the root bound does not prove it and the search alone stalls."""
+    from pathlib import Path
+
+    from qnn_plugin.benchmarks import robustness_vnnlib
+    from qnn_plugin.spec import parse_vnnlib
+    from qnn_plugin.training.data import load_dataset
+
+    ds = load_dataset("digits")
+    px, label = ds.x_test[88].reshape(-1).astype(np.int64), int(ds.y_test[88])
+    model = str(Path(__file__).resolve().parents[2] / "vnncomp_benchmarks" / "qnn_digits" /
+                "onnx" / "digits_qat.onnx")
+    return model, parse_vnnlib(robustness_vnnlib(px, label, 10, 2))
+
+
+def test_the_program_interrupts_the_search(tmp_path):
+    model, spec = _stalling_instance(tmp_path)
+    res = verify(model, spec, timeout=30)
+    assert res.verdict == "unsat", res.message
+    assert res.stats.get("intprog_decided") == 1.0, res.stats
+    assert res.stats["time_total"] < 25
+
+
+def test_a_failing_program_leaves_the_search_alone(tmp_path, monkeypatch):
+    """An exception in the child (here: the solver) is recorded, and the search alone decides
+    or runs out of time; never a verdict from the failed program."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr(intprog, "solve", broken)
+    model, spec = _stalling_instance(tmp_path)
+    res = verify(model, spec, timeout=6)
+    assert res.stats.get("intprog_error") == 1.0, res.stats
+    assert "intprog_decided" not in res.stats
+    assert res.verdict in ("unsat", "timeout"), res.verdict
+
+
+def test_search_stops_when_interrupted():
+    """bab.search returns 'interrupted' at the first round once the interrupt says so."""
+    from qnn_plugin.verifier import bab
+
+    calls = []
+
+    def interrupt():
+        calls.append(1)
+        return True
+
+    class _Net:   # the search asks nothing of the network before its first round
+        grid = None
+        n_in = 2
+        bounded_module = None
+
+    lo, hi = torch.zeros(2), torch.ones(2)
+    problem = Problem.from_case(_case(), 0, torch.device("cpu"))
+    class _Judge:
+        confirm = exactly_safe = None
+
+    out = bab.search(_Net(), problem, lo, hi, time.monotonic() + 10, _Judge(),
+                     bab.Options(branch="input", root_alpha=False, batch=8, interrupt=interrupt))
+    assert out.status == "interrupted" and calls == [1]
+
+
+def _case():
+    from qnn_plugin.spec import Case, Polytope
+
+    return Case(np.zeros(2), np.ones(2), (Polytope(np.array([[1.0, -1.0]]), np.zeros(1)),))
