@@ -151,7 +151,7 @@ def test_verifier_step_with_crown_ranges(tmp_path, encoding, seed, kind):
         assert job.answer == "unsat"
 
 
-def _stalling_instance(tmp_path):
+def _stalling_instance():
     """qnn_digits' plain-QAT model, digits evaluation sample 88 at 2 pixel levels (see
     test_milp): the root bound does not prove it and the search alone stalls."""
     from pathlib import Path
@@ -167,22 +167,22 @@ def _stalling_instance(tmp_path):
     return model, parse_vnnlib(robustness_vnnlib(px, label, 10, 2))
 
 
-def test_the_program_interrupts_the_search(tmp_path):
-    model, spec = _stalling_instance(tmp_path)
+def test_the_program_interrupts_the_search():
+    model, spec = _stalling_instance()
     res = verify(model, spec, timeout=30)
     assert res.verdict == "unsat", res.message
     assert res.stats.get("intprog_decided") == 1.0, res.stats
     assert res.stats["time_total"] < 25
 
 
-def test_a_failing_program_leaves_the_search_alone(tmp_path, monkeypatch):
+def test_a_failing_program_leaves_the_search_alone(monkeypatch):
     """An exception in the child (here: the solver) is recorded, and the search alone decides
     or runs out of time; never a verdict from the failed program."""
     def broken(*args, **kwargs):
         raise RuntimeError("solver crashed")
 
     monkeypatch.setattr(intprog, "solve", broken)
-    model, spec = _stalling_instance(tmp_path)
+    model, spec = _stalling_instance()
     res = verify(model, spec, timeout=6)
     assert res.stats.get("intprog_error") == 1.0, res.stats
     assert "intprog_decided" not in res.stats
