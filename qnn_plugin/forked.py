@@ -24,7 +24,8 @@ class Forked:
     """``fn()`` in a child. ``result`` becomes ('ok', value) or ('error', message) once the
     child has answered (see ``poll``/``wait``); ``stop()`` kills it if it has not."""
 
-    def __init__(self, fn: Callable[[], object], cpu_seconds: float):
+    def __init__(self, fn: Callable[[], object], cpu_seconds: float, nice: int = 0):
+        """``nice``: added to the child's niceness (a lower CPU priority, for a side job)."""
         self.result: Optional[Tuple[str, object]] = None
         self._pid = None
         if not hasattr(os, "fork"):
@@ -38,6 +39,8 @@ class Forked:
                 # should the parent die without killing it, the CPU limit still ends it
                 cpu = int(cpu_seconds) + 5
                 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+                if nice:
+                    os.nice(nice)
                 answer = _call(fn)
                 with os.fdopen(w, "wb") as out:
                     pickle.dump(answer, out)

@@ -50,3 +50,10 @@ def test_highs_runs_in_a_child_after_the_parent_ran_it():
     job = Forked(solve, 20)
     assert job.wait(20)
     assert job.result == ("ok", -5.0)
+
+
+def test_nice_lowers_the_childs_priority():
+    base = os.nice(0)
+    job = Forked(lambda: os.nice(0), 10, nice=5)
+    assert job.wait(10)
+    assert job.result == ("ok", min(19, base + 5))

@@ -3,8 +3,9 @@
 Phases, per case of the spec (an input box with its unsafe set):
   1. random points of the box; one bound computation on the whole box (proves most robust
      cases at once); PGD with straight-through gradients when that did not;
-  2. where the search will branch on activations, an integer program: the exact one (intprog)
-     solved in a forked child process while the search runs, or the float one (milp) first;
+  2. where the search will branch on activations, an integer program: the exact one (intprog,
+     two variants racing in forked child processes while the search runs), or the float one
+     (milp) first;
   3. branch and bound (bab.search) on the input grid, or on the float box when the network
      has no input quantizer; every candidate counterexample is confirmed by the exact semantics
      and by onnxruntime before the answer is sat.
@@ -14,6 +15,7 @@ search space was exhausted, else timeout/unknown.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -57,7 +59,7 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     box only), ``activation`` (split undecided hidden ReLUs and quantization steps first, the
     input box when none is left), ``auto`` (activation for inputs of more than 16 values);
     ``milp``: with activation branching, also solve an integer program (HiGHS): the exact one
-    of ``intprog`` in a forked child beside the search for integer networks, the float one of
+    of ``intprog`` in forked children beside the search for integer networks, the float one of
     ``milp`` before the search otherwise. Bad input raises a QnnPluginError subclass whose
     message names the file and what is wrong.
     """
@@ -185,30 +187,43 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
 
 
 class _ExactProgram:
-    """The exact integer program of one case (intprog), solved in a forked child process while
+    """The exact integer program of one case (intprog), solved in forked child processes while
     branch and bound runs here: on a multi-core CPU, or beside a GPU search, neither waits for
-    the other. ``answer`` becomes "unsat" or a confirmed Counterexample once the program
+    the other. Two variants race: continuous input codes (faster proofs) and, at a lower CPU
+    priority, integer codes (some counterexamples it finds at once, where the relaxed one
+    searches long). ``answer`` becomes "unsat" or a confirmed Counterexample once either
     decides the case."""
 
-    def __init__(self, job: Forked, net, problem, lo, hi, checker, stats):
-        self.job, self.net, self.problem, self.checker, self.stats = job, net, problem, checker, stats
-        self.lo, self.hi = lo, hi
+    def __init__(self, jobs, net, problem, lo, hi, checker, stats):
+        self.pending, self.net, self.problem, self.checker = list(jobs), net, problem, checker
+        self.stats, self.lo, self.hi = stats, lo, hi
         self.answer = None
-        self.read = False          # the child's result has been taken in
         self.t0 = time.monotonic()
 
     def decided(self, wait: float = 0.0) -> bool:
         """Whether the program has decided the case (waiting up to ``wait`` seconds)."""
-        if self.read:
-            return self.answer is not None
-        if not self.job.poll(max(0.0, wait)):
-            return False
-        self.read = True
-        self._record()
-        kind, value = self.job.result
+        end = time.monotonic() + max(0.0, wait)
+        while self.answer is None and self.pending:
+            for job in [j for j in self.pending if j.poll(0.0)]:
+                self.pending.remove(job)
+                self._take(job.result)
+                if self.answer is not None:
+                    break
+            left = end - time.monotonic()
+            if self.answer is not None or not self.pending or left <= 0:
+                break
+            self.pending[0].poll(min(0.05, left))
+        if self.answer is not None:
+            self.stop()
+        elif not self.pending:
+            self._record()
+        return self.answer is not None
+
+    def _take(self, result) -> None:
+        kind, value = result
         if kind == "error":
             self.stats["intprog_error"] = 1.0
-            return False
+            return
         status, codes, nodes = value
         self.stats["intprog_nodes"] = self.stats.get("intprog_nodes", 0.0) + nodes
         if status == "infeasible":
@@ -221,10 +236,11 @@ class _ExactProgram:
                 self.answer = _counterexample(self.net, self.problem, self.checker, found)
             else:   # codes reachable only from the outward-rounded box: the search goes on
                 self.stats["intprog_rejected"] = self.stats.get("intprog_rejected", 0.0) + 1
-        return self.answer is not None
 
     def stop(self) -> None:
-        self.job.stop()
+        for job in self.pending:
+            job.stop()
+        self.pending = []
         self._record()
 
     def _record(self) -> None:
@@ -233,17 +249,37 @@ class _ExactProgram:
             self.t0 = None
 
 
+# the integer-codes variant's niceness: it takes what CPU the relaxed one and the search leave
+_SIDE_NICE = 10
+
+
 def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ExactProgram]:
-    """Build the exact program of the code box (ranges narrowed by CROWN bounds) and start
-    solving it, each polytope that CROWN leaves open, most violated first. None when the network
-    has no input grid or is not exact integer arithmetic (the float program is used instead)."""
+    """Start solving the case's exact program (see ``exact_program``) in forked children. None
+    when the network has no input grid or is not exact integer arithmetic (the float program
+    is used instead)."""
+    t = time.monotonic()
+    built = exact_program(net, problem, lo, hi, deadline, stats)
+    stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t
+    if built is None:
+        return None
+    prog, order = built
+    A, b, poly = problem.A64, problem.b64, problem.poly.cpu().numpy()
+    jobs = [Forked(lambda m=mode: _solve_polytopes(prog, A, b, poly, order, deadline, m),
+                   deadline - t, nice=nice)
+            for mode, nice in (("relaxed", 0), ("integer", _SIDE_NICE))]
+    return _ExactProgram(jobs, net, problem, lo, hi, checker, stats)
+
+
+def exact_program(net, problem, lo, hi, deadline=math.inf, stats=None):
+    """(intprog.Program, open polytopes most violated first) of the code box, integer ranges
+    narrowed by CROWN bounds; None when the network has no input grid, is not exact integer
+    arithmetic (``stats["intprog_unsupported"]``) or the deadline passes while extracting."""
     from .. import intnet
     from ..bounds import BoundQuantStep
     from ..errors import NotIntegerError
 
     if net.grid is None:
         return None
-    t = time.monotonic()
     bm = net.bounded_module
     with torch.no_grad():   # CROWN bounds of every step's input narrow the integer ranges
         lb = bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False).lb
@@ -257,25 +293,23 @@ def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
         inet = intnet.extract(bm, net.input_shape, lo.cpu().numpy().astype(np.int64),
                               hi.cpu().numpy().astype(np.int64), deadline, pre_bounds=pre)
     except NotIntegerError:
-        stats["intprog_unsupported"] = 1.0
+        if stats is not None:
+            stats["intprog_unsupported"] = 1.0
         return None
     except intnet.OutOfTime:
         return None
-    prog = intprog.build(inet)
     open_ = ~problem.refuted(lb)[0]
     order = [p for p in torch.argsort(problem.poly_max(lb - problem.b)[0]).tolist() if bool(open_[p])]
-    A, b, poly = problem.A64, problem.b64, problem.poly.cpu().numpy()
-    stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t
-    job = Forked(lambda: _solve_polytopes(prog, A, b, poly, order, deadline), deadline - t)
-    return _ExactProgram(job, net, problem, lo, hi, checker, stats)
+    return intprog.build(inet), order
 
 
-def _solve_polytopes(prog, A, b, poly, order, deadline):
+def _solve_polytopes(prog, A, b, poly, order, deadline, inputs):
     """(status, codes, nodes): "infeasible" when every polytope is, else the first feasible
     one's solution or "unknown". Runs in the child process: numpy and HiGHS only."""
     nodes = 0
     for p in order:
-        ans = intprog.solve(prog, A, b, np.flatnonzero(poly == p), deadline - time.monotonic())
+        ans = intprog.solve(prog, A, b, np.flatnonzero(poly == p), deadline - time.monotonic(),
+                            inputs=inputs)
         nodes += ans.nodes
         if ans.status != "infeasible":
             return ans.status, ans.codes, nodes

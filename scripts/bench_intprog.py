@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""The exact integer program alone, with continuous input columns and with integer ones (the
+two variants the verifier races), on every instance of a VNN-COMP folder that the root CROWN
+bound leaves open.
+
+    python scripts/bench_intprog.py FOLDER [--timeout 60] [--match eps4] [--write-mps DIR]
+
+FOLDER holds instances of a network that is exact integer arithmetic on its input codes, e.g.
+the AAAI 2021 setting (``python scripts/bench_aaai2021.py --write-folder /tmp/aaai``). For each
+instance the program is built once (ranges narrowed by CROWN, as the verifier does) and each
+open polytope solved with both variants in the same process, one after the other; the table
+gives the answer, seconds and branch-and-bound nodes of each, the time ratio, and which
+answered first (the verifier runs both at once, the integer one at a lower priority).
+Instances that are not exact integer arithmetic, or that the root bound proves, are skipped.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def solve_all(prog, problem, order, timeout: float, inputs: str):
+    """(answer, seconds, nodes) over the open polytopes: the first non-infeasible answer."""
+    from qnn_plugin.verifier import intprog
+
+    t, nodes = time.monotonic(), 0
+    poly = problem.poly.numpy()
+    for p in order:
+        left = timeout - (time.monotonic() - t)
+        ans = intprog.solve(prog, problem.A64, problem.b64, np.flatnonzero(poly == p), left,
+                            inputs=inputs)
+        nodes += ans.nodes
+        if ans.status != "infeasible":
+            return ans.status, time.monotonic() - t, nodes
+    return "infeasible", time.monotonic() - t, nodes
+
+
+def first(rel, whole) -> str:
+    """Which variant decided first ("-": neither decided)."""
+    decided = [(t, name) for (status, t, _), name in ((rel, "relaxed"), (whole, "integer"))
+               if status != "unknown"]
+    return min(decided)[1] if decided else "-"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", type=Path)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per variant and instance")
+    p.add_argument("--match", default="", help="only instances whose VNN-LIB path contains this")
+    p.add_argument("--write-mps", type=Path, metavar="DIR",
+                   help="also write each open polytope's program (integer codes) as DIR/NAME_pP.mps "
+                        "for other MIP solvers (minimise t: t <= 1/2 is a counterexample, a "
+                        "bound above 1/2 a proof)")
+    p.add_argument("--no-solve", action="store_true", help="with --write-mps: only write")
+    args = p.parse_args(argv)
+    if args.no_solve and not args.write_mps:
+        p.error("--no-solve needs --write-mps DIR")
+
+    from qnn_plugin.errors import QnnPluginError
+    from qnn_plugin.spec import read_vnnlib
+    from qnn_plugin.verifier import intprog
+    from qnn_plugin.verifier.api import _output_bound, _root_proves, exact_program
+    from qnn_plugin.verifier.network import Network
+    from qnn_plugin.verifier.problem import Problem
+    from qnn_plugin.vnncomp import read_instances
+
+    try:
+        instances = read_instances(args.folder)
+    except (QnnPluginError, OSError) as exc:
+        p.error(str(exc))
+    torch.set_num_threads(1)
+    nets = {}
+    if not args.no_solve:
+        print("| instance | relaxed inputs | s | nodes | integer inputs | s | nodes | ratio | first |")
+        print("|---|---|---:|---:|---|---:|---:|---:|---|")
+    ratios, firsts = [], []
+    for inst in instances:
+        if args.match not in inst.vnnlib_rel:
+            continue
+        net = nets.setdefault(inst.onnx, Network(inst.onnx, torch.device("cpu")))
+        spec = read_vnnlib(inst.vnnlib)
+        for i, case in enumerate(spec.cases):
+            problem = Problem.from_case(case, i, torch.device("cpu"))
+            lo, hi = net.domain_box(problem.lower, problem.upper)
+            problem.set_output_bound(_output_bound(net, lo, hi))   # as the verifier does
+            if _root_proves(net, problem, lo, hi, "crown", {}):
+                continue
+            built = exact_program(net, problem, lo, hi)
+            if built is None or not built[1]:
+                continue
+            prog, order = built
+            name = (f"{Path(inst.onnx_rel).stem} {Path(inst.vnnlib_rel).stem}"
+                    + (f" case {i}" if len(spec.cases) > 1 else ""))
+            if args.write_mps:
+                args.write_mps.mkdir(parents=True, exist_ok=True)
+                for p_ in order:
+                    intprog.write_mps(prog, problem.A64, problem.b64,
+                                      np.flatnonzero(problem.poly.numpy() == p_),
+                                      args.write_mps / f"{name.replace(' ', '_')}_p{p_}.mps")
+            if args.no_solve:
+                continue
+            rel = solve_all(prog, problem, order, args.timeout, "relaxed")
+            whole = solve_all(prog, problem, order, args.timeout, "integer")
+            ratios.append(whole[1] / rel[1])
+            firsts.append(first(rel, whole))
+            print(f"| {name} | {rel[0]} | {rel[1]:.1f} | {rel[2]} | {whole[0]} | {whole[1]:.1f} "
+                  f"| {whole[2]} | {ratios[-1]:.1f}x | {firsts[-1]} |", flush=True)
+    if args.write_mps:
+        print(f"\nprograms written to {args.write_mps}/")
+    if ratios:
+        print(f"\n{len(ratios)} programs; time ratio integer / relaxed: median "
+              f"{float(np.median(ratios)):.1f}x, min {min(ratios):.2f}x, max {max(ratios):.1f}x; "
+              f"first to decide: relaxed {firsts.count('relaxed')}, integer "
+              f"{firsts.count('integer')}, neither {firsts.count('-')}")
+    elif not args.no_solve:
+        print("\nno instance left open by the root bound with an exact integer program")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
