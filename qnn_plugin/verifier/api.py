@@ -121,7 +121,7 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         t1 = time.monotonic()
         threads = torch.get_num_threads()
         if program is not None and lo.device.type == "cpu" and threads > 1:
-            torch.set_num_threads(threads - 1)   # a core for the program's process
+            torch.set_num_threads(threads - 1)   # a core for the program's processes
         try:
             out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker),
                              dataclasses.replace(opts, interrupt=program and program.decided))
@@ -207,8 +207,6 @@ class _ExactProgram:
             for job in [j for j in self.pending if j.poll(0.0)]:
                 self.pending.remove(job)
                 self._take(job.result)
-                if self.answer is not None:
-                    break
             left = end - time.monotonic()
             if self.answer is not None or not self.pending or left <= 0:
                 break
@@ -227,15 +225,28 @@ class _ExactProgram:
         status, codes, nodes = value
         self.stats["intprog_nodes"] = self.stats.get("intprog_nodes", 0.0) + nodes
         if status == "infeasible":
-            self.answer = "unsat"
-        elif status == "feasible":
+            if isinstance(self.answer, Counterexample):   # both answered at once, and disagree
+                self._conflict()                          # the confirmed point stands
+            else:
+                self.answer = "unsat"
+        elif status == "feasible" and not isinstance(self.answer, Counterexample):
             pt = torch.as_tensor(codes, dtype=torch.float32, device=self.lo.device).unsqueeze(0)
             found = _confirm(self.net, self.problem, self.checker,
                              torch.minimum(torch.maximum(pt, self.lo), self.hi))
             if found is not None:
+                if self.answer == "unsat":
+                    self._conflict()
                 self.answer = _counterexample(self.net, self.problem, self.checker, found)
             else:   # codes reachable only from the outward-rounded box: the search goes on
                 self.stats["intprog_rejected"] = self.stats.get("intprog_rejected", 0.0) + 1
+
+    def _conflict(self) -> None:
+        """One variant proved the case while the other's point is confirmed: a bug in the
+        program's encoding, which the verifier reports rather than hides."""
+        self.stats["intprog_conflict"] = 1.0
+        print("qnn_plugin: internal error: the integer program proved a case that has a "
+              "confirmed counterexample; please report it with the model and property",
+              file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         for job in self.pending:
@@ -264,9 +275,15 @@ def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
         return None
     prog, order = built
     A, b, poly = problem.A64, problem.b64, problem.poly.cpu().numpy()
-    jobs = [Forked(lambda m=mode: _solve_polytopes(prog, A, b, poly, order, deadline, m),
-                   deadline - t, nice=nice)
-            for mode, nice in (("relaxed", 0), ("integer", _SIDE_NICE))]
+    jobs = []
+    try:
+        for mode, nice in (("relaxed", 0), ("integer", _SIDE_NICE)):
+            jobs.append(Forked(lambda m=mode: _solve_polytopes(prog, A, b, poly, order, deadline, m),
+                               deadline - t, nice=nice))
+    except BaseException:   # a failed fork: no child left behind
+        for job in jobs:
+            job.stop()
+        raise
     return _ExactProgram(jobs, net, problem, lo, hi, checker, stats)
 
 

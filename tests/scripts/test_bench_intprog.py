@@ -41,7 +41,10 @@ def test_programs_are_written_as_mps(tmp_path):
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", 60.0)
-    h.readModel(str(files[0]))
+    assert h.readModel(str(files[0])) == highspy.HighsStatus.kOk
+    assert highspy.HighsVarType.kInteger in list(h.getLp().integrality_)
     h.setOptionValue("objective_target", 0.5)   # stop at the first counterexample
     h.run()
-    assert h.getInfo().objective_function_value <= 0.5
+    info = h.getInfo()
+    assert info.mip_node_count >= 0 and info.primal_solution_status == 2
+    assert info.objective_function_value <= 0.5

@@ -116,6 +116,22 @@ def test_relaxed_inputs_fall_back_to_integer_codes(monkeypatch, level, inputs, p
         assert ans.codes.tolist() == [1]
 
 
+@pytest.mark.parametrize("inputs", intprog.INPUT_MODES)
+def test_a_program_of_inputs_only(inputs):
+    """y = 2 x on codes [0, 3]: with continuous inputs no integer column is left and HiGHS
+    solves an LP, whose optimum is the proof's bound (it reports no MIP bound)."""
+    net = IntNet([Var("input", 0, 3)], 1, [Lin(np.array([0]), np.array([2]), 0, 0, 0, 6)])
+    prog = intprog.build(net)
+
+    def answer(level):
+        A, b = np.array([[1.0], [-1.0]]), np.array([level, -level])
+        return intprog.solve(prog, A, b, [0, 1], 30, inputs=inputs).status
+
+    assert answer(10) == "infeasible"                        # beyond the range
+    assert answer(4) == "feasible"                           # x = 2
+    assert answer(1) == ("unknown" if inputs == "relaxed" else "infeasible")   # x = 1/2 only
+
+
 def _program(path, spec):
     net = Network(path, torch.device("cpu"))
     problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
@@ -191,8 +207,10 @@ def test_verifier_step_with_crown_ranges(tmp_path, encoding, seed, kind):
         assert job.answer == "unsat"
 
 
-@pytest.mark.parametrize("slow", ["relaxed", "integer"])
-def test_either_program_variant_decides(tmp_path, monkeypatch, slow):
+# robust fixed-point instances that CROWN leaves open: seed 6 is sat and both variants decide
+# it; seed 4 is unsat and only the integer one does (the relaxed solution is fractional)
+@pytest.mark.parametrize("seed, slow", [(6, "relaxed"), (6, "integer"), (4, "relaxed")])
+def test_either_program_variant_decides(tmp_path, monkeypatch, seed, slow):
     """The two variants race in two children: with one of them stuck, the other decides."""
     from qnn_plugin.verifier import api
     from qnn_plugin.verifier.check import Checker
@@ -200,18 +218,20 @@ def test_either_program_variant_decides(tmp_path, monkeypatch, slow):
     solve = intprog.solve
 
     def stuck(*args, inputs="relaxed-first", **kwargs):
+        (tmp_path / f"started_{inputs}").touch()      # in the child: both variants start
         if inputs == slow:
             time.sleep(60)
         return solve(*args, inputs=inputs, **kwargs)
 
     monkeypatch.setattr(intprog, "solve", stuck)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     built = ENCODINGS["fixed_point"](rng)
     spec, truth = grid_instance(rng, built, "robust", free=4)
     net = Network(write(tmp_path, built), torch.device("cpu"))
     problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
     problem.set_output_bound(100.0)
     lo, hi = net.domain_box(problem.lower, problem.upper)
+    assert api.exact_program(net, problem, lo, hi)[1], "CROWN decides it: nothing to race"
     stats = {}
     t = time.monotonic()
     job = api._start_exact_program(net, problem, lo, hi, Checker(net), t + 60, stats)
@@ -221,6 +241,43 @@ def test_either_program_variant_decides(tmp_path, monkeypatch, slow):
         job.stop()
     assert time.monotonic() - t < 30
     assert (job.answer == "unsat") == (not truth)
+    assert {f.name for f in tmp_path.glob("started_*")} == {"started_relaxed", "started_integer"}
+
+
+def test_a_disagreement_between_the_variants_is_reported(tmp_path, monkeypatch, capsys):
+    """A (planted) wrong proof from one variant beside the other's confirmed counterexample:
+    the counterexample stands, and the conflict is recorded and reported."""
+    from qnn_plugin.verifier import api
+    from qnn_plugin.verifier.check import Checker
+    from qnn_plugin.verifier.result import Counterexample
+
+    honest = api._solve_polytopes
+
+    def planted(prog, A, b, poly, order, deadline, inputs):
+        if inputs == "relaxed":
+            return "infeasible", None, 0
+        return honest(prog, A, b, poly, order, deadline, inputs)
+
+    monkeypatch.setattr(api, "_solve_polytopes", planted)
+    rng = np.random.default_rng(6)                  # sat (see above)
+    built = ENCODINGS["fixed_point"](rng)
+    spec, truth = grid_instance(rng, built, "robust", free=4)
+    assert truth
+    net = Network(write(tmp_path, built), torch.device("cpu"))
+    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
+    problem.set_output_bound(100.0)
+    lo, hi = net.domain_box(problem.lower, problem.upper)
+    stats = {}
+    job = api._start_exact_program(net, problem, lo, hi, Checker(net), time.monotonic() + 60, stats)
+    try:
+        for child in job.pending:                   # both answer before anyone asks
+            assert child.wait(30)
+        assert job.decided()
+    finally:
+        job.stop()
+    assert isinstance(job.answer, Counterexample)
+    assert stats.get("intprog_conflict") == 1.0
+    assert "internal error" in capsys.readouterr().err
 
 
 def _stalling_instance():
