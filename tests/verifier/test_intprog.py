@@ -174,6 +174,18 @@ def test_program_agrees_with_enumeration(tmp_path, encoding, seed, kind, inputs)
             assert np.all(problem.A64[rows] @ out <= problem.b64[rows])
 
 
+def _grid_case(tmp_path, encoding: str, seed: int, kind: str):
+    """(net, problem, lo, hi, truth) of a random instance with 4 free inputs (instances.py)."""
+    rng = np.random.default_rng(seed)
+    built = ENCODINGS[encoding](rng)
+    spec, truth = grid_instance(rng, built, kind, free=4)
+    net = Network(write(tmp_path, built), torch.device("cpu"))
+    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
+    problem.set_output_bound(100.0)
+    lo, hi = net.domain_box(problem.lower, problem.upper)
+    return net, problem, lo, hi, truth
+
+
 @pytest.mark.parametrize("encoding", ["fixed_point", "fixed_point_even", "qdq", "qdq_conv",
                                       "integer"])
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
@@ -184,13 +196,7 @@ def test_verifier_step_with_crown_ranges(tmp_path, encoding, seed, kind):
     from qnn_plugin.verifier import api
     from qnn_plugin.verifier.check import Checker
 
-    rng = np.random.default_rng(seed)
-    built = ENCODINGS[encoding](rng)
-    spec, truth = grid_instance(rng, built, kind, free=4)
-    net = Network(write(tmp_path, built), torch.device("cpu"))
-    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
-    problem.set_output_bound(100.0)
-    lo, hi = net.domain_box(problem.lower, problem.upper)
+    net, problem, lo, hi, truth = _grid_case(tmp_path, encoding, seed, kind)
     stats = {}
     job = api._start_exact_program(net, problem, lo, hi, Checker(net), time.monotonic() + 60, stats)
     try:
@@ -224,13 +230,7 @@ def test_either_program_variant_decides(tmp_path, monkeypatch, seed, slow):
         return solve(*args, inputs=inputs, **kwargs)
 
     monkeypatch.setattr(intprog, "solve", stuck)
-    rng = np.random.default_rng(seed)
-    built = ENCODINGS["fixed_point"](rng)
-    spec, truth = grid_instance(rng, built, "robust", free=4)
-    net = Network(write(tmp_path, built), torch.device("cpu"))
-    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
-    problem.set_output_bound(100.0)
-    lo, hi = net.domain_box(problem.lower, problem.upper)
+    net, problem, lo, hi, truth = _grid_case(tmp_path, "fixed_point", seed, "robust")
     assert api.exact_program(net, problem, lo, hi)[1], "CROWN decides it: nothing to race"
     stats = {}
     t = time.monotonic()
@@ -259,14 +259,8 @@ def test_a_disagreement_between_the_variants_is_reported(tmp_path, monkeypatch, 
         return honest(prog, A, b, poly, order, deadline, inputs)
 
     monkeypatch.setattr(api, "_solve_polytopes", planted)
-    rng = np.random.default_rng(6)                  # sat (see above)
-    built = ENCODINGS["fixed_point"](rng)
-    spec, truth = grid_instance(rng, built, "robust", free=4)
-    assert truth
-    net = Network(write(tmp_path, built), torch.device("cpu"))
-    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
-    problem.set_output_bound(100.0)
-    lo, hi = net.domain_box(problem.lower, problem.upper)
+    net, problem, lo, hi, truth = _grid_case(tmp_path, "fixed_point", 6, "robust")
+    assert truth                                    # sat (see above)
     stats = {}
     job = api._start_exact_program(net, problem, lo, hi, Checker(net), time.monotonic() + 60, stats)
     try:
