@@ -25,9 +25,8 @@ problem, stalled on AAAI instances this one decides in seconds.
 The input codes are first continuous (``solve(inputs="relaxed-first")``): that program has more
 points, so its "infeasible" is still a proof, and HiGHS no longer branches on hundreds of input
 codes; it proved the AAAI instances 1.7-9.4x faster (median 3.5x; scripts/bench_intprog.py).
-Its solutions can have fractional inputs that
-no integer code realises; those are repaired (rounded codes, then integer codes under the
-solution's levels) or the integer program decides.
+Its solutions can have fractional inputs that no integer code realises; those are repaired
+(rounded codes, then integer codes under the solution's levels) or the integer program decides.
 
 Ranges come from exact interval arithmetic, narrowed by the CROWN bounds of the bound graph
 where those are tighter (``intnet.extract(pre_bounds=...)``): fewer undecided neurons, smaller
@@ -240,6 +239,7 @@ def solve(prog: Program, A: np.ndarray, b: np.ndarray, rows: Sequence[int],
     first = _run(lp, prog, end, options, relax=set(prog.inputs))
     if first.status != "feasible":
         return first
+
     def quick():
         return min(end, time.monotonic() + _REPAIR_SHARE * (end - time.monotonic()))
 
