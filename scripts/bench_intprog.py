@@ -23,19 +23,13 @@ import torch
 
 
 def solve_all(prog, problem, order, timeout: float, inputs: str):
-    """(answer, seconds, nodes) over the open polytopes: the first non-infeasible answer."""
-    from qnn_plugin.verifier import intprog
+    """(answer, seconds, nodes) of the verifier's child loop over the open polytopes."""
+    from qnn_plugin.verifier.api import _solve_polytopes
 
-    t, nodes = time.monotonic(), 0
-    poly = problem.poly.numpy()
-    for p in order:
-        left = timeout - (time.monotonic() - t)
-        ans = intprog.solve(prog, problem.A64, problem.b64, np.flatnonzero(poly == p), left,
-                            inputs=inputs)
-        nodes += ans.nodes
-        if ans.status != "infeasible":
-            return ans.status, time.monotonic() - t, nodes
-    return "infeasible", time.monotonic() - t, nodes
+    t = time.monotonic()
+    status, _, nodes = _solve_polytopes(prog, problem.A64, problem.b64, problem.poly.numpy(),
+                                        order, t + timeout, inputs)
+    return status, time.monotonic() - t, nodes
 
 
 def first(rel, whole) -> str:
