@@ -47,7 +47,7 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
            method: str = "crown", split: str = "strong", branch: str = "auto",
            batch: Optional[int] = None,
            attack_starts: int = 64, attack_steps: int = 50, milp: bool = True,
-           progress: bool = False) -> VerifyResult:
+           lagrangian: bool = True, progress: bool = False) -> VerifyResult:
     """Verify the VNN-LIB property ``spec`` (path or parsed Spec) on the ONNX network ``model``
     within ``timeout`` seconds, counted from the call (the answer comes back before it expires).
 
@@ -60,8 +60,10 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     input box when none is left), ``auto`` (activation for inputs of more than 16 values);
     ``milp``: with activation branching, also solve an integer program (HiGHS): the exact one
     of ``intprog`` in forked children beside the search for integer networks, the float one of
-    ``milp`` before the search otherwise. Bad input raises a QnnPluginError subclass whose
-    message names the file and what is wrong.
+    ``milp`` before the search otherwise; ``lagrangian``: with activation branching, the splits
+    also enter each domain's output bound as constraints on the input (beta-CROWN's
+    multipliers, ``lagrangian.py``), for as long as that refutes enough to pay. Bad input
+    raises a QnnPluginError subclass whose message names the file and what is wrong.
     """
     t0 = time.monotonic()
     # stop early enough to return (and write results) before the timeout expires
@@ -82,7 +84,8 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
                  input_grid=float(net.grid is not None), cases=float(len(spec.cases)))
     gen = torch.Generator().manual_seed(seed)
     report = _reporter() if progress else None
-    opts = bab.Options(method=method, split=split, branch=branch, batch=batch, progress=report)
+    opts = bab.Options(method=method, split=split, branch=branch, batch=batch, progress=report,
+                       lagrangian=lagrangian)
     verdicts = []
     for i, case in enumerate(spec.cases):
         if not case.unsafe:  # an empty disjunction: nothing is unsafe in this box

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..bounded import _ibp
 from . import activations as act
+from .lagrangian import Lagrangian
 from .network import Network
 from .problem import Problem
 
@@ -52,6 +53,8 @@ class Options:
     max_pool_bytes: int = 4 << 30  # open boxes kept at most (then the search gives up: unknown)
     progress: Optional[Callable[[Dict[str, float]], None]] = None
     interrupt: Optional[Callable[[], bool]] = None  # asked each round: True ends the search
+    lagrangian: bool = True        # splits enter the output bound as input constraints
+                                   # (lagrangian.py), while they refute enough to pay
 
 
 @dataclass
@@ -106,10 +109,12 @@ class Bounds:
 
 def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: str,
                need_A: bool, layers: Optional[list] = None,
-               state: Optional[Dict[str, Tensor]] = None) -> Bounds:
+               state: Optional[Dict[str, Tensor]] = None,
+               lagrangian: Optional[Lagrangian] = None) -> Bounds:
     """Bounds of C y over the domain boxes under the domains' activation constraints
     (``state``, for ``layers``); with ``layers`` also each activation's range and the
-    decisive rows' sensitivity to it (for branching)."""
+    decisive rows' sensitivity to it (for branching); with ``lagrangian`` the splits also
+    enter the output bound as constraints on the input (lagrangian.py)."""
     bm = net.bounded_module
     shape = (lo.shape[0],) + net.input_shape
     lo_s, hi_s = lo.reshape(shape), hi.reshape(shape)
@@ -122,14 +127,29 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
         if method == "ibp":
             return Bounds(ilb)
         out, inp = bm.output_name[0], bm.input_name[0]
+        need_A = need_A or lagrangian is not None
         wanted = ([inp] if need_A else []) + [l.consumer for l in layers or [] if l.consumer]
-        kwargs = dict(return_A=True, needed_A_dict={out: wanted}) if wanted else {}
+        needed = {out: wanted}
+        if lagrangian is not None:
+            needed.update({pre: [inp] for pre in lagrangian.needed()})
+        kwargs = dict(return_A=True, needed_A_dict=needed) if wanted else {}
         res = bm.compute_bounds(x=(x,), C=C, method=LIRPA_METHODS[method], bound_upper=False,
                                 reference_bounds=ref or None, **kwargs)
         lb, A = res[0], (res[2][out] if wanted else {})
         n = lo.shape[0]
         lA = A[inp]["lA"].reshape(n, problem.n_rows, -1) if need_A and A.get(inp, {}).get("lA") is not None else None
-        bounds = Bounds(torch.maximum(lb, ilb).detach(), None if lA is None else lA.detach())
+        lb = torch.maximum(lb, ilb).detach()
+        if lagrangian is not None and lA is not None and A[inp].get("lbias") is not None:
+            rows = ~problem.refuted(lb)[:, problem.poly]   # rows of polytopes still open
+            forms = {pre: res[2][pre][inp] for pre in lagrangian.needed()
+                     if inp in res[2].get(pre, {})}
+            tight = lagrangian.tighten(lA, A[inp]["lbias"].reshape(n, -1), lo, hi, state,
+                                       forms, rows)
+            before = problem.refuted(lb)
+            if tight is not None:
+                lb = torch.maximum(lb, tight)
+            lagrangian.record(int((~before).sum()), int((problem.refuted(lb) & ~before).sum()))
+        bounds = Bounds(lb, None if lA is None else lA.detach())
         if layers:
             bounds.ranges = act.ranges(layers, n)
             bounds.empty = act.empty(layers, state, n)
@@ -217,6 +237,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         if not bool(pool.f["open"].any()):
             return Outcome("unsat", stats=stats)
     state_keys = [k for k in fields if k not in ("lo", "hi", "open", "depth", "key")]
+    lagrangian = Lagrangian.build(net, layers, lo, hi) if layers and opts.lagrangian else None
     batch = _batch_size(net, problem, opts)
     disputed = 0
     sec_per_box = None
@@ -232,6 +253,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             return Outcome("interrupted", stats=stats, message="decided by another method")
         # stop when even the cheapest round seen so far would end past the deadline
         if time.monotonic() + (min_round or 0.0) > deadline:
+            stats["domains_open"] = len(pool)
             return Outcome("timeout", stats=stats, message=f"{len(pool)} domains open")
         if pool.nbytes() > opts.max_pool_bytes:
             return Outcome("unknown", stats=stats, message=f"gave up: {len(pool)} open domains "
@@ -261,7 +283,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         state = {k: d[k] for k in state_keys}
         try:
             bd = bound_rows(net, problem, d["lo"], d["hi"], opts.method,
-                            opts.split != "widest", layers, state)
+                            opts.split != "widest", layers, state,
+                            lagrangian if lagrangian is not None and lagrangian.paying else None)
         except RuntimeError as exc:  # out of memory: smaller batches
             if "out of memory" not in str(exc).lower() or batch <= 1:
                 raise
@@ -269,6 +292,9 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             batch = max(1, batch // 2)
             continue
         stats["boxes_bounded"] += int(d["lo"].shape[0])
+        if lagrangian is not None:
+            stats["lagrangian_tried"] = lagrangian.tried
+            stats["lagrangian_refuted"] = lagrangian.refuted
         d["open"] = d["open"] & ~problem.refuted(bd.lb)
         if bd.empty is not None:  # no input meets the domain's activation constraints
             d["open"] &= ~bd.empty.unsqueeze(1)
