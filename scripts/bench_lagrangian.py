@@ -10,7 +10,9 @@ no integer program (``verify(..., milp=False)``), once with the multipliers (``l
 the default) and once without. The table gives each run's verdict, seconds, domains bounded
 and domains still open at the end, and for the run with multipliers how many open polytopes
 they were given and refuted alone (they switch themselves off when that share stays small).
-Instances decided before the search (attack or root bound) are skipped.
+Instances decided before the search (attack or root bound) are skipped. The first run of
+the first instance (with multipliers) also pays the process's warm-up (imports, first bound
+calls): compare domains, not seconds, there.
 """
 import argparse
 import sys

@@ -110,11 +110,13 @@ class Bounds:
 def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: str,
                need_A: bool, layers: Optional[list] = None,
                state: Optional[Dict[str, Tensor]] = None,
-               lagrangian: Optional[Lagrangian] = None) -> Bounds:
+               lagrangian: Optional[Lagrangian] = None,
+               open_: Optional[Tensor] = None) -> Bounds:
     """Bounds of C y over the domain boxes under the domains' activation constraints
     (``state``, for ``layers``); with ``layers`` also each activation's range and the
     decisive rows' sensitivity to it (for branching); with ``lagrangian`` the splits also
-    enter the output bound as constraints on the input (lagrangian.py)."""
+    enter the output bound as constraints on the input (lagrangian.py), for the polytopes
+    ``open_`` (N, n_poly) that the plain bound leaves open (default: all)."""
     bm = net.bounded_module
     shape = (lo.shape[0],) + net.input_shape
     lo_s, hi_s = lo.reshape(shape), hi.reshape(shape)
@@ -140,15 +142,18 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
         lA = A[inp]["lA"].reshape(n, problem.n_rows, -1) if need_A and A.get(inp, {}).get("lA") is not None else None
         lb = torch.maximum(lb, ilb).detach()
         if lagrangian is not None and lA is not None and A[inp].get("lbias") is not None:
-            rows = ~problem.refuted(lb)[:, problem.poly]   # rows of polytopes still open
+            still = ~problem.refuted(lb) & (open_ if open_ is not None else True)
             forms = {pre: res[2][pre][inp] for pre in lagrangian.needed()
                      if inp in res[2].get(pre, {})}
             tight = lagrangian.tighten(lA, A[inp]["lbias"].reshape(n, -1), lo, hi, state,
-                                       forms, rows)
-            before = problem.refuted(lb)
-            if tight is not None:
+                                       forms, still[:, problem.poly])
+            if tight is None:
+                lagrangian.record(0, 0)
+            else:
                 lb = torch.maximum(lb, tight)
-            lagrangian.record(int((~before).sum()), int((problem.refuted(lb) & ~before).sum()))
+                # the open polytopes of the domains it ran on, and those it refuted alone
+                given = still & torch.isfinite(tight).any(dim=1, keepdim=True)
+                lagrangian.record(int(given.sum()), int((problem.refuted(lb) & given).sum()))
         bounds = Bounds(lb, None if lA is None else lA.detach())
         if layers:
             bounds.ranges = act.ranges(layers, n)
@@ -237,7 +242,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         if not bool(pool.f["open"].any()):
             return Outcome("unsat", stats=stats)
     state_keys = [k for k in fields if k not in ("lo", "hi", "open", "depth", "key")]
-    lagrangian = Lagrangian.build(net, layers, lo, hi) if layers and opts.lagrangian else None
+    lagrangian = (Lagrangian.build(net, layers, lo, hi, deadline)
+                  if layers and opts.lagrangian else None)
     batch = _batch_size(net, problem, opts)
     disputed = 0
     sec_per_box = None
@@ -284,7 +290,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         try:
             bd = bound_rows(net, problem, d["lo"], d["hi"], opts.method,
                             opts.split != "widest", layers, state,
-                            lagrangian if lagrangian is not None and lagrangian.paying else None)
+                            lagrangian if lagrangian is not None and lagrangian.paying else None,
+                            d["open"])
         except RuntimeError as exc:  # out of memory: smaller batches
             if "out of memory" not in str(exc).lower() or batch <= 1:
                 raise

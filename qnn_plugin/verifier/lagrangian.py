@@ -22,12 +22,15 @@ means p >= t, and relu(p) <= t means p <= t. For any multipliers beta >= 0,
 
 is a lower bound of the row on the domain (the subtracted sum is >= 0 there), and it costs one
 pass over the coefficients. A few steps of projected gradient ascent (Adam) on beta per domain
-and row; every iterate's value is a valid bound and the best is kept, and beta = 0 gives the
-CROWN bound back, so this never loosens a bound. Input codes are treated as continuous (sound:
+and row; every iterate's value is a valid bound, the best multipliers' value is recomputed in
+float64 and rounded down, and beta = 0 gives the CROWN bound back, so this never loosens a
+bound. Input codes are treated as continuous (sound:
 more points).
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -36,6 +39,7 @@ from torch import Tensor
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from auto_LiRPA.operators import BoundRelu
 
+from ..bounds import _WIDEN_ABS, _WIDEN_REL, _MonotoneBound
 from . import activations as act
 
 _INF = float("inf")
@@ -46,6 +50,7 @@ LR = 1.0            # Adam's step on the normalised multipliers (see _scale)
 # mnist_fc's 256x2 ReLU net 38-67%; the AAAI 2021 QNN, whose steps' own relaxation gaps
 # dominate, median 8%)
 TRIAL, PAYS = 2000, 0.1
+IDLE = 20           # bound calls in which no domain had a usable constraint: then off
 _B1, _B2 = 0.9, 0.999
 _BAND = act._BAND   # relative widening of a ReLU's threshold 0
 
@@ -59,10 +64,14 @@ class Lagrangian:
         self.deep = [i for i in range(len(layers)) if i not in exact
                      and (layers[i].kind == act.RELU or bool((layers[i].node.scale > 0).all()))]
         self.tried = self.refuted = 0   # open polytopes it was given, and refuted by it alone
+        self.idle = 0                   # bound calls without a usable constraint
 
     @classmethod
-    def build(cls, net, layers: List[act.Layer], lo: Tensor, hi: Tensor) -> "Lagrangian":
-        """Finds the layers whose pre-activations CROWN bounds exactly on the root box [lo, hi]."""
+    def build(cls, net, layers: List[act.Layer], lo: Tensor, hi: Tensor,
+              deadline: float = math.inf) -> "Lagrangian":
+        """Finds the layers whose pre-activations CROWN bounds exactly on the root box [lo, hi]
+        (tried only where no activation lies between them and the input, and while time is
+        left: a layer not found exact still gets per-domain forms)."""
         bm = net.bounded_module
         inp = bm.input_name[0]
         shape = (1,) + net.input_shape
@@ -73,6 +82,8 @@ class Lagrangian:
             if layer.kind == act.STEP and not bool((layer.node.scale > 0).all()):
                 continue
             pre, _ = _source(layer)
+            if time.monotonic() > deadline or not _affine_in_input(pre):
+                continue
             # one specification row per neuron, in the node's own shape (conv outputs too)
             C = torch.eye(layer.numel, device=lo.device).reshape(1, layer.numel, *layer.shape)
             try:
@@ -80,8 +91,8 @@ class Lagrangian:
                     res = bm.compute_bounds(x=(x,), C=C, method="backward",
                                             final_node_name=pre.name, return_A=True,
                                             needed_A_dict={pre.name: [inp]})
-            except RuntimeError:   # a graph auto_LiRPA cannot bound this way: no exact form
-                continue
+            except Exception:  # noqa: BLE001 -- whatever auto_LiRPA cannot do here, the layer
+                continue       # only goes without an exact form (its per-domain forms remain)
             A = res[2].get(pre.name, {}).get(inp, {})
             lA, uA, lb, ub = (A.get(k) for k in ("lA", "uA", "lbias", "ubias"))
             if not all(isinstance(t, Tensor) for t in (lA, uA, lb, ub)):
@@ -91,11 +102,16 @@ class Lagrangian:
         return cls(layers, exact)
 
     def record(self, tried: int, refuted: int) -> None:
+        """After a bound call: the open polytopes of the domains it ran on, and how many of
+        them it refuted where the plain bound did not (0, 0: it found no constraint to use)."""
         self.tried += tried
         self.refuted += refuted
+        self.idle += tried == 0
 
     @property
     def paying(self) -> bool:
+        if self.tried == 0:
+            return self.idle < IDLE
         return self.tried < TRIAL or self.refuted >= PAYS * self.tried
 
     def needed(self) -> List[str]:
@@ -179,18 +195,33 @@ class Lagrangian:
             pad = _BAND * (1 + torch.maximum(pre.lower.abs(), pre.upper.abs()).reshape(n, -1))
             return (torch.where(s > 0, -pad, -_INF), torch.where(s < 0, pad, _INF))
         k_lo, k_hi = state[f"l{i}"], state[f"h{i}"]
-        flat = lambda t: t.expand(layer.shape).reshape(1, -1)
+        flat = lambda t: t.expand(layer.shape).reshape(1, -1)   # per-channel scales too
         s, z = flat(node.scale), flat(node.zero_point)
         lower = (k_lo - z + node.delta - 1) * s
         upper = (k_hi - z + node.delta) * s
-        lower, _ = node._widen(lower, lower)
-        _, upper = node._widen(upper, upper)
+        # outward by the step's own input widening (BoundQuantStep._widen), per neuron
+        lower = lower - (_WIDEN_REL * lower.abs() + _WIDEN_ABS * s)
+        upper = upper + (_WIDEN_REL * upper.abs() + _WIDEN_ABS * s)
         # a limit at the clamp's end says nothing (saturated inputs reach past the edge)
         t_lo = torch.where(torch.isfinite(k_lo) & (k_lo > node.lo), lower, -_INF)
         t_hi = torch.where(torch.isfinite(k_hi) & (k_hi < node.hi), upper, _INF)
         if _source(layer)[1]:   # through a ReLU: relu(p) >= t says p >= t only for t > 0
             t_lo = torch.where(t_lo > 0, t_lo, -_INF)
         return t_lo, t_hi
+
+
+def _affine_in_input(node) -> bool:
+    """No activation (ReLU or any of the plugin's steps) between the node and the input."""
+    seen, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        if isinstance(n, (BoundRelu, _MonotoneBound)):
+            return False
+        todo.extend(i for i in getattr(n, "inputs", []) if getattr(i, "perturbed", False))
+    return True
 
 
 def _source(layer: act.Layer):
@@ -211,14 +242,19 @@ def _ascend(a, bias, lo, hi, G, h, mask, steps):
     beta = torch.zeros_like(scale)
     m1, m2 = torch.zeros_like(scale), torch.zeros_like(scale)
     Gt = G.transpose(1, 2)
-    best = None
+    best, best_b = None, None
     for i in range(steps + 1):
         b = beta * scale
         coef = a - torch.bmm(b, G)
         x = torch.where(coef > 0, lo, hi)                     # the box's minimiser
         g = torch.bmm(x, Gt) + h.unsqueeze(1)                 # constraints there (N, R, K)
         val = (coef * x).sum(dim=2) + bias - (b * h.unsqueeze(1)).sum(dim=2)
-        best = val if best is None else torch.maximum(best, val)
+        if best is None:
+            best, best_b = val, b
+        else:
+            better = val > best
+            best = torch.where(better, val, best)
+            best_b = torch.where(better.unsqueeze(2), b, best_b)
         if i == steps:
             break
         # d val / d beta_hat = -g * scale: raise the multipliers of the constraints broken at x
@@ -227,7 +263,19 @@ def _ascend(a, bias, lo, hi, G, h, mask, steps):
         m2.mul_(_B2).addcmul_(grad, grad, value=1 - _B2)
         step = LR * (m1 / (1 - _B1 ** (i + 1))) / ((m2 / (1 - _B2 ** (i + 1))).sqrt() + 1e-12)
         beta = (beta + step).clamp_(min=0) * m
-    return best
+    return _value64(a, bias, lo, hi, G, h, best_b)
+
+
+def _value64(a, bias, lo, hi, G, h, b) -> Tensor:
+    """The Lagrangian's minimum over the box for multipliers b, in float64 (its terms can be
+    ten times the result, whose float32 rounding the proof tolerance was not sized for), then
+    rounded down to float32."""
+    a, bias, lo, hi, G, h, b = (t.double() for t in (a, bias, lo, hi, G, h, b))
+    coef = a - torch.bmm(b, G)
+    x = torch.where(coef > 0, lo, hi)
+    val = (coef * x).sum(dim=2) + bias - (b * h.unsqueeze(1)).sum(dim=2)
+    low = val.float()
+    return torch.where(low.double() > val, torch.nextafter(low, torch.full_like(low, -_INF)), low)
 
 
 def _scale(a: Tensor, G: Tensor) -> Tensor:

@@ -53,11 +53,12 @@ def test_forms_are_the_first_layer_pre_activations(tmp_path):
     assert torch.allclose(codes @ W.T + c, pre, atol=1e-3)
 
 
-def _random_constraints(layers, state, outs, gen):
+def _random_constraints(layers, state, outs, inside, gen):
     """Level (or sign) limits on three random neurons of each layer, all met by one random
-    point (``outs``: per layer, the points' levels or ReLU outputs)."""
+    point among ``inside`` (``outs``: per layer, the points' levels or ReLU outputs)."""
     state = {k: v.clone() for k, v in state.items()}
-    p = torch.randint(0, outs[0].shape[0], (1,), generator=gen).item()
+    cand = torch.nonzero(inside).flatten()
+    p = cand[torch.randint(0, cand.numel(), (1,), generator=gen).item()].item()
     for i, layer in enumerate(layers):
         for j in torch.randperm(layer.numel, generator=gen)[:3].tolist():
             at = outs[i][p, j].item()
@@ -82,9 +83,20 @@ def _meets(layers, state, pres, outs):
     return ok
 
 
+def _sub_box(lo, hi, step, gen):
+    """A random sub-box of [lo, hi] on the grid of ``step`` (the whole box for the first)."""
+    span = torch.round((hi - lo) / step)
+    a = torch.floor(torch.rand(lo.shape, generator=gen) * span / 2)
+    b = torch.floor(torch.rand(lo.shape, generator=gen) * span / 2)
+    return lo + a * step, hi - b * step
+
+
 def _check(tmp_path, model, seeds, box, step=1.0):
-    """Over random networks and constraints: the tightened bound is below every satisfying grid
-    point's row value, and at least once above CROWN's. Returns how often it tightened."""
+    """Over random networks: four domains (sub-boxes, each with random splits) bounded in one
+    call. The multipliers' own bound (before it is combined with CROWN's) and the final bound
+    are below every satisfying grid point's row value of their domain, and equal (to float
+    error) to the bounds of each domain bounded alone. Returns how often the multipliers beat
+    CROWN, and how many domains were checked."""
     tightened = checked = 0
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -93,21 +105,34 @@ def _check(tmp_path, model, seeds, box, step=1.0):
         problem = _problem(net, rng)
         lo, hi = box
         lag = Lagrangian.build(net, layers, lo[0], hi[0])
+        raw = []
+        real = lag.tighten
+        lag.tighten = lambda *a, **k: raw.append(real(*a, **k)) or raw[-1]
         axes = [torch.arange(a, b + step / 2, step) for a, b in zip(lo[0].tolist(), hi[0].tolist())]
         codes = torch.cartesian_prod(*axes).float()
         rows = net.evaluate(codes) @ problem.C.T
         pres, outs = zip(*[_hidden(net, layer, codes) for layer in layers])
         gen = torch.Generator().manual_seed(seed)
-        for _ in range(4):
-            state = _random_constraints(layers, act.initial_state(layers, torch.device("cpu")),
-                                        outs, gen)
-            plain = bound_rows(net, problem, lo, hi, "crown", True, layers, state)
-            tight = bound_rows(net, problem, lo, hi, "crown", True, layers, state, lag)
-            meets = _meets(layers, state, pres, outs)
+        boxes = [(lo[0], hi[0])] + [_sub_box(lo[0], hi[0], step, gen) for _ in range(3)]
+        insides = [((codes >= a) & (codes <= b)).all(dim=1) for a, b in boxes]
+        states = [_random_constraints(layers, act.initial_state(layers, torch.device("cpu")),
+                                      outs, inside, gen) for inside in insides]
+        d_lo, d_hi = torch.stack([a for a, _ in boxes]), torch.stack([b for _, b in boxes])
+        state = {k: torch.cat([st[k] for st in states]) for k in states[0]}
+        plain = bound_rows(net, problem, d_lo, d_hi, "crown", True, layers, state)
+        tight = bound_rows(net, problem, d_lo, d_hi, "crown", True, layers, state, lag)
+        own = raw[-1]
+        for d, (inside, st) in enumerate(zip(insides, states)):
+            meets = inside & _meets(layers, st, pres, outs)
             assert meets.any()
-            assert (tight.lb[0] >= plain.lb[0]).all()
-            assert (rows[meets].min(dim=0).values >= tight.lb[0] - 1e-3).all(), seed
-            tightened += int((tight.lb[0] > plain.lb[0] + 1e-3).any())
+            truth = rows[meets].min(dim=0).values
+            assert (truth >= tight.lb[d] - 1e-3).all(), (seed, d)
+            if own is not None:
+                assert (truth >= own[d] - 1e-3).all(), (seed, d)
+            alone = bound_rows(net, problem, d_lo[d:d + 1], d_hi[d:d + 1], "crown", True, layers,
+                               {k: v[d:d + 1] for k, v in state.items()}, lag)
+            assert torch.allclose(alone.lb[0], tight.lb[d], rtol=1e-4, atol=1e-3), (seed, d)
+            tightened += int((tight.lb[d] > plain.lb[d] + 1e-3).any())
             checked += 1
     return tightened, checked
 
@@ -181,3 +206,23 @@ def test_tightened_qdq_bounds_hold_for_every_satisfying_point(tmp_path):
         tmp_path, lambda rng: ob.random_qdq_mlp(rng, sizes=[3, 6, 4, 3], act_zero_point=3).model,
         range(12), box)
     assert checked == 48 and tightened >= 5
+
+
+def test_per_channel_step_limits_are_per_neuron():
+    """A step with one scale per channel (shape (C, 1, 1), as a per-axis QuantizeLinear on conv
+    activations gives) yields one limit per neuron at its channel's level edge."""
+    from types import SimpleNamespace
+
+    scale = torch.tensor([0.5, 2.0]).reshape(2, 1, 1)
+    node = SimpleNamespace(scale=scale, zero_point=torch.zeros(2, 1, 1), delta=0.5, lo=0.0,
+                           hi=255.0, inputs=[SimpleNamespace(name="pre")])
+    layer = act.Layer(node, act.STEP, (2, 3, 3), None)
+    lag = Lagrangian([layer], {})
+    state = {"l0": torch.full((4, 18), -float("inf")), "h0": torch.full((4, 18), float("inf"))}
+    state["l0"][:, 0] = 3.0     # channel 0: level >= 3 starts at 2.5 * 0.5
+    state["h0"][:, 17] = 3.0    # channel 1: level <= 3 ends at 3.5 * 2
+    t_lo, t_hi = lag._limits(0, state)
+    assert t_lo.shape == t_hi.shape == (4, 18)
+    assert torch.allclose(t_lo[:, 0], torch.tensor(1.25), atol=1e-2) and (t_lo[:, 0] < 1.25).all()
+    assert torch.allclose(t_hi[:, 17], torch.tensor(7.0), atol=1e-2) and (t_hi[:, 17] > 7.0).all()
+    assert torch.isinf(t_lo[:, 1:]).all() and torch.isinf(t_hi[:, :17]).all()
