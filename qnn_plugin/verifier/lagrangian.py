@@ -235,7 +235,8 @@ def _source(layer: act.Layer):
 def _ascend(a, bias, lo, hi, G, h, mask, steps):
     """max over beta >= 0 of min over the box of a x + bias - beta (G x + h), by projected Adam,
     per domain (N) and row (R): a (N, R, n), bias (N, R), boxes (N, n), G (N, K, n), h and mask
-    (N, K). Returns the best value seen (N, R); beta = 0 (the first) is the plain bound."""
+    (N, K). Returns the value of the best multipliers seen (N, R), recomputed in float64 and
+    rounded down; beta = 0 (the first) is the plain bound."""
     lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
     m = mask.unsqueeze(1).float()                                          # (N, 1, K)
     scale = m * _scale(a, G)                                               # (N, R, K)
@@ -245,10 +246,8 @@ def _ascend(a, bias, lo, hi, G, h, mask, steps):
     best, best_b = None, None
     for i in range(steps + 1):
         b = beta * scale
-        coef = a - torch.bmm(b, G)
-        x = torch.where(coef > 0, lo, hi)                     # the box's minimiser
+        val, x = _lagrangian(a, bias, lo, hi, G, h, b)
         g = torch.bmm(x, Gt) + h.unsqueeze(1)                 # constraints there (N, R, K)
-        val = (coef * x).sum(dim=2) + bias - (b * h.unsqueeze(1)).sum(dim=2)
         if best is None:
             best, best_b = val, b
         else:
@@ -266,14 +265,18 @@ def _ascend(a, bias, lo, hi, G, h, mask, steps):
     return _value64(a, bias, lo, hi, G, h, best_b)
 
 
+def _lagrangian(a, bias, lo, hi, G, h, b):
+    """min over the boxes of a x + bias - b (G x + h) (N, R), and the minimiser (N, R, n)."""
+    coef = a - torch.bmm(b, G)
+    x = torch.where(coef > 0, lo, hi)
+    return (coef * x).sum(dim=2) + bias - (b * h.unsqueeze(1)).sum(dim=2), x
+
+
 def _value64(a, bias, lo, hi, G, h, b) -> Tensor:
     """The Lagrangian's minimum over the box for multipliers b, in float64 (its terms can be
     ten times the result, whose float32 rounding the proof tolerance was not sized for), then
     rounded down to float32."""
-    a, bias, lo, hi, G, h, b = (t.double() for t in (a, bias, lo, hi, G, h, b))
-    coef = a - torch.bmm(b, G)
-    x = torch.where(coef > 0, lo, hi)
-    val = (coef * x).sum(dim=2) + bias - (b * h.unsqueeze(1)).sum(dim=2)
+    val, _ = _lagrangian(*(t.double() for t in (a, bias, lo, hi, G, h, b)))
     low = val.float()
     return torch.where(low.double() > val, torch.nextafter(low, torch.full_like(low, -_INF)), low)
 
