@@ -1,19 +1,12 @@
-"""The integer-program benchmark script runs end to end (its timings are read from its printed
-table, never checked by a timed test)."""
-import subprocess
-import sys
-from pathlib import Path
+"""The integer-program benchmark script runs end to end."""
+from . import DIGITS, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "bench_intprog.py"
+SCRIPT = "bench_intprog.py"
 
 
 def test_one_instance_gives_a_row_and_a_summary():
     # digits_qat, sample 7 at 8 pixel levels: sat, the integer variant finds it at its root
-    out = subprocess.run([sys.executable, "-W", "ignore", str(SCRIPT),
-                          str(ROOT / "vnncomp_benchmarks" / "qnn_digits"), "--match",
-                          "prop_7_eps8", "--timeout", "5"], capture_output=True, text=True,
-                         timeout=300)
+    out = run_script(SCRIPT, DIGITS, "--match", "prop_7_eps8", "--timeout", "5")
     assert out.returncode == 0, out.stderr[-2000:]
     row = [ln for ln in out.stdout.splitlines() if ln.startswith("| digits_qat prop_7_eps8")]
     assert len(row) == 1 and row[0].split("|")[5].strip() == "feasible", out.stdout
@@ -21,8 +14,7 @@ def test_one_instance_gives_a_row_and_a_summary():
 
 
 def test_a_missing_folder_is_an_error(tmp_path):
-    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere")],
-                         capture_output=True, text=True, timeout=120)
+    out = run_script(SCRIPT, tmp_path / "nowhere", timeout=120)
     assert out.returncode != 0 and "nowhere" in out.stderr
 
 
@@ -31,10 +23,8 @@ def test_programs_are_written_as_mps(tmp_path):
     counterexample (t <= 1/2) of the sat instance."""
     import highspy
 
-    out = subprocess.run([sys.executable, "-W", "ignore", str(SCRIPT),
-                          str(ROOT / "vnncomp_benchmarks" / "qnn_digits"), "--match",
-                          "prop_7_eps8", "--write-mps", str(tmp_path), "--no-solve"],
-                         capture_output=True, text=True, timeout=300)
+    out = run_script(SCRIPT, DIGITS, "--match", "prop_7_eps8", "--write-mps", tmp_path,
+                     "--no-solve")
     assert out.returncode == 0, out.stderr[-2000:]
     files = sorted(tmp_path.glob("digits_qat_prop_7_eps8_p*.mps"))
     assert len(files) == 1, out.stdout

@@ -1,19 +1,13 @@
-"""The multipliers' benchmark script runs end to end (its numbers are read from its printed
-table, never checked by a timed test)."""
-import subprocess
-import sys
-from pathlib import Path
+"""The multipliers' benchmark script runs end to end."""
+from . import DIGITS, run_script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "bench_lagrangian.py"
+SCRIPT = "bench_lagrangian.py"
 
 
 def test_an_instance_that_reaches_the_search_gives_a_row():
     # digits_qat, sample 5 at 8 pixel levels: the attacks and the root bound leave it open
-    out = subprocess.run([sys.executable, "-W", "ignore", str(SCRIPT),
-                          str(ROOT / "vnncomp_benchmarks" / "qnn_digits"), "--match",
-                          "digits_qat.onnx vnnlib/prop_5_eps8", "--timeout", "8"],
-                         capture_output=True, text=True, timeout=300)
+    out = run_script(SCRIPT, DIGITS, "--match", "digits_qat.onnx vnnlib/prop_5_eps8",
+                     "--timeout", "8")
     assert out.returncode == 0, out.stderr[-2000:]
     row = [ln for ln in out.stdout.splitlines() if ln.startswith("| digits_qat prop_5_eps8")]
     assert len(row) == 1, out.stdout
@@ -24,6 +18,5 @@ def test_an_instance_that_reaches_the_search_gives_a_row():
 
 
 def test_a_missing_folder_is_an_error(tmp_path):
-    out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nowhere")],
-                         capture_output=True, text=True, timeout=120)
+    out = run_script(SCRIPT, tmp_path / "nowhere", timeout=120)
     assert out.returncode != 0 and "nowhere" in out.stderr
