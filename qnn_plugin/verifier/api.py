@@ -3,9 +3,9 @@
 Phases, per case of the spec (an input box with its unsafe set):
   1. random points of the box; one bound computation on the whole box (proves most robust
      cases at once); PGD with straight-through gradients when that did not;
-  2. where the search will branch on activations, an integer program: the exact one (intprog,
-     two variants racing in forked child processes while the search runs), or the float one
-     (milp) first;
+  2. where the search will branch on activations, an integer program solved in forked child
+     processes while the search runs: the exact one (intprog, two variants racing) or the
+     float one (milp);
   3. branch and bound (bab.search) on the input grid, or on the float box when the network
      has no input quantizer; every candidate counterexample is confirmed by the exact semantics
      and by onnxruntime before the answer is sat.
@@ -58,9 +58,9 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     per bound call (default: sized to a 1 GiB budget); ``branch``: ``input`` (split the input
     box only), ``activation`` (split undecided hidden ReLUs and quantization steps first, the
     input box when none is left), ``auto`` (activation for inputs of more than 16 values);
-    ``milp``: with activation branching, also solve an integer program (HiGHS): the exact one
-    of ``intprog`` in forked children beside the search for integer networks, the float one of
-    ``milp`` before the search otherwise; ``lagrangian``: with activation branching, the splits
+    ``milp``: with activation branching, also solve an integer program (HiGHS) in forked
+    children beside the search: the exact one of ``intprog`` for integer networks, the float
+    one of ``milp`` otherwise; ``lagrangian``: with activation branching, the splits
     also enter each domain's output bound as constraints on the input (beta-CROWN's
     multipliers, ``lagrangian.py``), for as long as that refutes enough to pay. Bad input
     raises a QnnPluginError subclass whose message names the file and what is wrong.
@@ -111,16 +111,11 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
                            t0, stats, checker)
         program = None
         if milp and bab.uses_activation_branching(net, opts):
-            # integer networks: the exact program in a child process, beside the search;
-            # others: the float program first, with at most half of the time left
+            # integer networks: the exact program, others the float one; in child processes,
+            # beside the search
             program = _start_exact_program(net, problem, lo, hi, checker, deadline, stats)
             if program is None:
-                decided = _float_program(net, problem, lo, hi, checker, deadline, stats)
-                if decided == "unsat":
-                    verdicts.append(("unsat", ""))
-                    continue
-                if isinstance(decided, Counterexample):
-                    return _finish(VerifyResult("sat", decided), t0, stats, checker)
+                program = _start_float_program(net, problem, lo, hi, checker, deadline, stats)
         t1 = time.monotonic()
         threads = torch.get_num_threads()
         if program is not None and lo.device.type == "cpu" and threads > 1:
@@ -138,7 +133,8 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         for k, v in out.stats.items():
             stats[k] = max(stats.get(k, 0), v) if k == "max_depth" else stats.get(k, 0) + v
         if program is not None and program.answer is not None:
-            stats["intprog_decided"] = stats.get("intprog_decided", 0.0) + 1
+            key = f"{program.kind}_decided"
+            stats[key] = stats.get(key, 0.0) + 1
             if program.answer == "unsat":
                 verdicts.append(("unsat", ""))
                 continue
@@ -189,15 +185,17 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
         stats["time_attack"] += time.monotonic() - t
 
 
-class _ExactProgram:
-    """The exact integer program of one case (intprog), solved in forked child processes while
-    branch and bound runs here: on a multi-core CPU, or beside a GPU search, neither waits for
-    the other. Two variants race: continuous input codes (faster proofs) and, at a lower CPU
-    priority, integer codes (some counterexamples it finds at once, where the relaxed one
-    searches long). ``answer`` becomes "unsat" or a confirmed Counterexample once either
-    decides the case."""
+class _ProgramBeside:
+    """An integer program of one case, solved in forked child processes while branch and bound
+    runs here: on a multi-core CPU, or beside a GPU search, neither waits for the other. Each
+    child answers (status, domain point or None, branch-and-bound nodes or None). The exact program (intprog) races two
+    variants: continuous input codes (faster proofs) and, at a lower CPU priority, integer
+    codes (some counterexamples it finds at once, where the relaxed one searches long); the
+    float program (milp) runs one. ``answer`` becomes "unsat" or a confirmed Counterexample
+    once a child decides the case; ``kind`` ("intprog" or "milp") prefixes its statistics."""
 
-    def __init__(self, jobs, net, problem, lo, hi, checker, stats):
+    def __init__(self, kind, jobs, net, problem, lo, hi, checker, stats):
+        self.kind = kind
         self.pending, self.net, self.problem, self.checker = list(jobs), net, problem, checker
         self.stats, self.lo, self.hi = stats, lo, hi
         self.answer = None
@@ -223,10 +221,12 @@ class _ExactProgram:
     def _take(self, result) -> None:
         kind, value = result
         if kind == "error":
-            self.stats["intprog_error"] = 1.0
+            self.stats[f"{self.kind}_error"] = 1.0
             return
         status, codes, nodes = value
-        self.stats["intprog_nodes"] = self.stats.get("intprog_nodes", 0.0) + nodes
+        if nodes is not None:
+            key = f"{self.kind}_nodes"
+            self.stats[key] = self.stats.get(key, 0.0) + nodes
         if status == "infeasible":
             if isinstance(self.answer, Counterexample):   # both answered at once, and disagree
                 self._conflict()                          # the confirmed point stands
@@ -234,19 +234,22 @@ class _ExactProgram:
                 self.answer = "unsat"
         elif status == "feasible" and not isinstance(self.answer, Counterexample):
             pt = torch.as_tensor(codes, dtype=torch.float32, device=self.lo.device).unsqueeze(0)
+            if self.net.grid is not None:   # the float program's codes carry float64 noise
+                pt = torch.round(pt)
             found = _confirm(self.net, self.problem, self.checker,
                              torch.minimum(torch.maximum(pt, self.lo), self.hi))
             if found is not None:
                 if self.answer == "unsat":
                     self._conflict()
                 self.answer = _counterexample(self.net, self.problem, self.checker, found)
-            else:   # codes reachable only from the outward-rounded box: the search goes on
-                self.stats["intprog_rejected"] = self.stats.get("intprog_rejected", 0.0) + 1
+            else:   # a point of the program's outward margins only: the search goes on
+                key = f"{self.kind}_rejected"
+                self.stats[key] = self.stats.get(key, 0.0) + 1
 
     def _conflict(self) -> None:
         """One variant proved the case while the other's point is confirmed: a bug in the
         program's encoding, which the verifier reports rather than hides."""
-        self.stats["intprog_conflict"] = 1.0
+        self.stats[f"{self.kind}_conflict"] = 1.0
         print("qnn_plugin: internal error: the integer program proved a case that has a "
               "confirmed counterexample; please report it with the model and property",
               file=sys.stderr, flush=True)
@@ -267,7 +270,7 @@ class _ExactProgram:
 _SIDE_NICE = 10
 
 
-def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ExactProgram]:
+def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ProgramBeside]:
     """Start solving the case's exact program (see ``exact_program``) in forked children. None
     when the network has no input grid or is not exact integer arithmetic (the float program
     is used instead)."""
@@ -287,7 +290,7 @@ def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
         for job in jobs:
             job.stop()
         raise
-    return _ExactProgram(jobs, net, problem, lo, hi, checker, stats)
+    return _ProgramBeside("intprog", jobs, net, problem, lo, hi, checker, stats)
 
 
 def exact_program(net, problem, lo, hi, deadline=math.inf, stats=None):
@@ -336,41 +339,31 @@ def _solve_polytopes(prog, A, b, poly, order, deadline, inputs):
     return "infeasible", None, nodes
 
 
-def _float_program(net, problem, lo, hi, checker, deadline, stats):
-    """milp's program (float64 rows with outward margins) on the box, with at most half of
-    the time left: "unsat", a confirmed Counterexample, or None (undecided)."""
-    t = time.monotonic()
-    try:
-        return _float_program_solve(net, problem, lo, hi, checker, t + 0.5 * (deadline - t), stats)
-    finally:
-        stats["time_milp"] = stats.get("time_milp", 0.0) + time.monotonic() - t
-
-
-def _float_program_solve(net, problem, lo, hi, checker, budget_end, stats):
+def _start_float_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ProgramBeside]:
+    """Start solving milp's program of the box (float64 rows with outward margins) in a forked
+    child; None when the network has an operation it does not encode."""
     from . import milp as milp_mod
 
-    with torch.no_grad():   # node bounds of this box for the program's big-M constants
-        bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False)
+    t = time.monotonic()
     try:
-        prog, out = milp_mod.encode(net.bounded_module, lo.double().cpu().numpy(),
-                                    hi.double().cpu().numpy(), net.grid is not None)
-    except milp_mod.Unsupported:   # an operation the program does not encode
-        stats["milp_unsupported"] = 1.0
-        return None
-    res = milp_mod.solve(prog, out, problem.A64, problem.b64, problem.poly.cpu().numpy(),
-                         problem.tolerance64(), budget_end - time.monotonic())
-    stats["milp_status"] = {"infeasible": 1.0, "feasible": 2.0}.get(res.status, 0.0)
-    if res.status == "infeasible":
-        return "unsat"
-    if res.status == "feasible":
-        pt = torch.as_tensor(res.point, dtype=torch.float32, device=lo.device)
-        if net.grid is not None:
-            pt = torch.round(pt)
-        pt = torch.minimum(torch.maximum(pt, lo), hi).unsqueeze(0)
-        found = _confirm(net, problem, checker, pt)
-        if found is not None:
-            return _counterexample(net, problem, checker, found)
-    return None
+        with torch.no_grad():   # node bounds of this box for the program's big-M constants
+            bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False)
+        try:
+            prog, out = milp_mod.encode(net.bounded_module, lo.double().cpu().numpy(),
+                                        hi.double().cpu().numpy(), net.grid is not None)
+        except milp_mod.Unsupported:   # an operation the program does not encode
+            stats["milp_unsupported"] = 1.0
+            return None
+    finally:
+        stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t
+    A, b, poly, tol = problem.A64, problem.b64, problem.poly.cpu().numpy(), problem.tolerance64()
+
+    def solve():
+        res = milp_mod.solve(prog, out, A, b, poly, tol, deadline - time.monotonic())
+        return res.status, res.point, None   # scipy's HiGHS reports no node count
+
+    job = Forked(solve, deadline - time.monotonic())
+    return _ProgramBeside("milp", [job], net, problem, lo, hi, checker, stats)
 
 
 def _confirm(net: Network, problem: Problem, checker: Checker, points) -> Optional[torch.Tensor]:

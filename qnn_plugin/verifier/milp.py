@@ -229,9 +229,35 @@ def solve(prog: _Program, out, A: np.ndarray, b: np.ndarray, poly: np.ndarray, t
         if res.status == 2:        # infeasible: this polytope is empty on the box
             continue
         if res.x is not None and res.status in (0, 1):
-            return MilpResult("feasible", res.x[:prog.n_in], seconds=time.monotonic() - t0)
+            x = _deepest(prog, base, rows, rhs, res.x, time_limit - (time.monotonic() - t0))
+            return MilpResult("feasible", x[:prog.n_in], seconds=time.monotonic() - t0)
         return MilpResult("unknown", message=res.message, seconds=time.monotonic() - t0)
     return MilpResult("infeasible", seconds=time.monotonic() - t0)
+
+
+def _deepest(prog: _Program, base, rows, rhs, x, time_limit: float) -> np.ndarray:
+    """The program's solution x moved as deep into the unsafe polytope as its integer columns
+    (ReLU phases, levels) allow: the LP with them fixed, minimising the largest of the rows
+    A_p y - b_p. A feasibility solution tends to lie on the polytope's relaxed face, where the
+    exact evaluation finds the point just safe; x itself when the LP fails."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_matrix
+
+    if time_limit <= 0.05:
+        return x
+    n_var = len(prog.lb)
+    fixed = np.array(prog.integer, dtype=bool)
+    lb = np.where(fixed, np.round(x), np.array(prog.lb, dtype=float))
+    ub = np.where(fixed, np.round(x), np.array(prog.ub, dtype=float))
+    # variables (x, t): base rows unchanged; A_p y - t <= rhs; minimise t
+    A = np.block([[base, np.zeros((base.shape[0], 1))], [rows, -np.ones((rows.shape[0], 1))]])
+    cons = LinearConstraint(csr_matrix(A), np.concatenate([prog.row_lo, np.full(len(rhs), -np.inf)]),
+                            np.concatenate([prog.row_hi, rhs]))
+    cost = np.zeros(n_var + 1)
+    cost[-1] = 1.0
+    res = milp(cost, bounds=Bounds(np.append(lb, -np.inf), np.append(ub, np.inf)),
+               constraints=cons, options=dict(time_limit=time_limit, presolve=True))
+    return res.x[:n_var] if res.x is not None and res.status == 0 else x
 
 
 def _pad(row: np.ndarray, n: int) -> np.ndarray:

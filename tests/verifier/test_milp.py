@@ -99,4 +99,82 @@ def test_program_decides_where_the_search_stalls():
     model = str(Path(__file__).resolve().parents[2] / "vnncomp_benchmarks" / "qnn_digits" / "onnx" / "digits_qat.onnx")
     res = verify_robustness(model, px, label, 10, 2, timeout=30)
     assert res.verdict == "unsat" and "intprog_nodes" in res.stats, (res.verdict, res.stats)
-    assert "milp_status" not in res.stats
+    assert "milp_decided" not in res.stats
+
+
+def _stalled_search(net, problem, lo, hi, deadline, judge, opts):
+    """A search that decides nothing: it only waits to be interrupted."""
+    import time
+
+    while time.monotonic() < deadline:
+        if opts.interrupt is not None and opts.interrupt():
+            return bab.Outcome("interrupted")
+        time.sleep(0.01)
+    return bab.Outcome("timeout", message="stalled")
+
+
+def _float_relu_instances(tmp_path):
+    """Float ReLU MLPs (no input quantizer) with robustness boxes: (path, spec, x0, eps, label)."""
+    from qnn_plugin.spec import Case, Polytope, Spec
+
+    from .test_soundness import _relu_mlp
+    from .instances import exact_outputs
+
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        model = _relu_mlp(rng, [20, 16, 16, 3])
+        path = tmp_path / f"relu{seed}.onnx"
+        path.write_bytes(model.SerializeToString())
+        x0 = rng.uniform(-1, 1, size=20)
+        eps = float(rng.choice([0.05, 0.1, 0.2]))
+        lab = int(np.argmax(exact_outputs(model, x0.astype(np.float32)[None])[0]))
+        polys = tuple(Polytope(np.eye(3)[[lab]] - np.eye(3)[[j]], np.zeros(1))
+                      for j in range(3) if j != lab)
+        yield str(path), Spec((Case(x0 - eps, x0 + eps, polys),), 20, 3, "<t>"), x0, eps, lab
+
+
+def test_float_program_decides_beside_a_stalled_search(tmp_path, monkeypatch):
+    """Float networks: the float program runs in a child beside the search and its answer
+    ends the search; here the search decides nothing, so every verdict is the program's (sat:
+    a confirmed counterexample; unsat: checked on 5,000 samples of the box). Without moving
+    its solution deep into the unsafe set (milp._deepest), 5 of these 12 instances ended in
+    a timeout: a point on the relaxed face of the polytope, which the exact evaluation finds
+    just safe."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(bab, "search", _stalled_search)
+    verdicts = []
+    for path, spec, x0, eps, lab in _float_relu_instances(tmp_path):
+        res = verify(path, spec, timeout=20, branch="activation", attack_starts=0)
+        if "time_milp_build" not in res.stats:   # decided before the program
+            continue
+        assert res.stats.get("milp_decided") == 1.0, (res.verdict, res.stats)
+        verdicts.append(res.verdict)
+        if res.verdict == "sat":
+            assert res.counterexample is not None
+            continue
+        assert res.verdict == "unsat", res.message
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        xs = rng.uniform(x0 - eps, x0 + eps, size=(5000, 20)).astype(np.float32)
+        ys = np.concatenate([sess.run(None, {"x": x[None]})[0] for x in xs])
+        assert all((ys[:, lab] - ys[:, j] > 0).all() for j in range(3) if j != lab)
+    assert {"sat", "unsat"} <= set(verdicts), verdicts
+
+
+def test_a_failing_float_program_leaves_the_search_alone(tmp_path, monkeypatch):
+    """An exception in the float program's child is recorded; the verdict is the search's."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr(milp, "solve", broken)
+    ran = 0
+    for path, spec, *_ in _float_relu_instances(tmp_path):
+        res = verify(path, spec, timeout=5, branch="activation", attack_starts=0)
+        if "time_milp_build" not in res.stats:
+            continue
+        ran += 1
+        assert res.stats.get("milp_error") == 1.0, res.stats
+        assert "milp_decided" not in res.stats
+        assert res.verdict in ("sat", "unsat", "timeout"), res.message
+    assert ran
