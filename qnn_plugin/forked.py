@@ -6,11 +6,12 @@ the search, on the second core. A child process can be killed at any moment and 
 parallel. A plain ``os.fork`` because benchmark workers are daemonic processes, which
 multiprocessing forbids to have children. The child must not use torch (its thread pools do
 not survive a fork); HiGHS's serial MIP solver runs in a child even after the parent ran it
-(tested). Without fork (Windows) the function runs in this process, at once.
+(tested). POSIX only (fork, resource limits, poll): the project's machines are Linux.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import resource
@@ -28,17 +29,15 @@ class Forked:
         """``nice``: added to the child's niceness (a lower CPU priority, for a side job)."""
         self.result: Optional[Tuple[str, object]] = None
         self._pid = None
-        if not hasattr(os, "fork"):
-            self.result = _call(fn)
-            return
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:                                   # the child: compute, send, exit at once
             try:
                 os.close(r)
                 # should the parent die without killing it, the CPU limit still ends it
-                cpu = int(cpu_seconds) + 5
-                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+                if math.isfinite(cpu_seconds):
+                    cpu = int(cpu_seconds) + 5
+                    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
                 if nice:
                     os.nice(nice)
                 answer = _call(fn)

@@ -13,6 +13,16 @@ def test_value_comes_back():
     assert job.result == ("ok", {"a": [0, 1, 2]})
 
 
+def test_no_cpu_limit():
+    """An infinite budget (verify(timeout=math.inf)) sets no CPU limit instead of failing."""
+    import math
+    import resource
+
+    job = Forked(lambda: resource.getrlimit(resource.RLIMIT_CPU)[0], math.inf)
+    assert job.wait(10)
+    assert job.result == ("ok", resource.getrlimit(resource.RLIMIT_CPU)[0])
+
+
 def test_poll_does_not_block_and_stop_kills():
     job = Forked(lambda: time.sleep(30), 40)
     t = time.monotonic()

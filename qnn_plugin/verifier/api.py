@@ -188,11 +188,12 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
 class _ProgramBeside:
     """An integer program of one case, solved in forked child processes while branch and bound
     runs here: on a multi-core CPU, or beside a GPU search, neither waits for the other. Each
-    child answers (status, domain point or None, branch-and-bound nodes or None). The exact program (intprog) races two
-    variants: continuous input codes (faster proofs) and, at a lower CPU priority, integer
-    codes (some counterexamples it finds at once, where the relaxed one searches long); the
-    float program (milp) runs one. ``answer`` becomes "unsat" or a confirmed Counterexample
-    once a child decides the case; ``kind`` ("intprog" or "milp") prefixes its statistics."""
+    child answers (status, domain point(s) or None, branch-and-bound nodes or None). The
+    exact program (intprog) races two variants: continuous input codes (faster proofs) and,
+    at a lower CPU priority, integer codes (some counterexamples it finds at once, where the
+    relaxed one searches long); the float program (milp) runs one. ``answer`` becomes "unsat"
+    or a confirmed Counterexample once a child decides the case; ``kind`` ("intprog" or
+    "milp") prefixes its statistics."""
 
     def __init__(self, kind, jobs, net, problem, lo, hi, checker, stats):
         self.kind = kind
@@ -233,8 +234,9 @@ class _ProgramBeside:
             else:
                 self.answer = "unsat"
         elif status == "feasible" and not isinstance(self.answer, Counterexample):
-            pt = torch.as_tensor(codes, dtype=torch.float32, device=self.lo.device).unsqueeze(0)
-            if self.net.grid is not None:   # the float program's codes carry float64 noise
+            pt = torch.as_tensor(codes, dtype=torch.float32, device=self.lo.device).reshape(
+                -1, self.lo.numel())
+            if self.net.grid is not None:   # codes from the float program carry float64 noise
                 pt = torch.round(pt)
             found = _confirm(self.net, self.problem, self.checker,
                              torch.minimum(torch.maximum(pt, self.lo), self.hi))
@@ -273,7 +275,7 @@ _SIDE_NICE = 10
 def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ProgramBeside]:
     """Start solving the case's exact program (see ``exact_program``) in forked children. None
     when the network has no input grid or is not exact integer arithmetic (the float program
-    is used instead)."""
+    is used instead), or when no child could be forked."""
     t = time.monotonic()
     built = exact_program(net, problem, lo, hi, deadline, stats)
     stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t
@@ -286,10 +288,13 @@ def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
         for mode, nice in (("relaxed", 0), ("integer", _SIDE_NICE)):
             jobs.append(Forked(lambda m=mode: _solve_polytopes(prog, A, b, poly, order, deadline, m),
                                deadline - t, nice=nice))
-    except BaseException:   # a failed fork: no child left behind
+    except BaseException as exc:   # a failed fork: no child left behind
         for job in jobs:
             job.stop()
-        raise
+        if not isinstance(exc, OSError):
+            raise
+        stats["intprog_error"] = 1.0   # no fork (out of memory, process limit): the search alone
+        return None
     return _ProgramBeside("intprog", jobs, net, problem, lo, hi, checker, stats)
 
 
@@ -357,12 +362,17 @@ def _start_float_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
     finally:
         stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t
     A, b, poly, tol = problem.A64, problem.b64, problem.poly.cpu().numpy(), problem.tolerance64()
+    import scipy.optimize  # noqa: F401  (once here, not in every child)
 
     def solve():
         res = milp_mod.solve(prog, out, A, b, poly, tol, deadline - time.monotonic())
-        return res.status, res.point, None   # scipy's HiGHS reports no node count
+        return res.status, res.points, None   # scipy's HiGHS reports no node count
 
-    job = Forked(solve, deadline - time.monotonic())
+    try:
+        job = Forked(solve, deadline - time.monotonic())
+    except OSError:   # no fork (out of memory, process limit): the search alone
+        stats["milp_error"] = 1.0
+        return None
     return _ProgramBeside("milp", [job], net, problem, lo, hi, checker, stats)
 
 

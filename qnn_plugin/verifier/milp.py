@@ -86,6 +86,9 @@ class _Program:
 class MilpResult:
     status: str                      # "infeasible" (case proven), "feasible", "unknown"
     point: Optional[np.ndarray] = None   # a candidate domain point (feasible)
+    # feasible: candidates to check, best first (point moved deep into the polytope, then the
+    # solver's own, which the move can push onto a level edge that the network rounds away)
+    points: Optional[np.ndarray] = None
     message: str = ""
     seconds: float = 0.0
 
@@ -229,8 +232,9 @@ def solve(prog: _Program, out, A: np.ndarray, b: np.ndarray, poly: np.ndarray, t
         if res.status == 2:        # infeasible: this polytope is empty on the box
             continue
         if res.x is not None and res.status in (0, 1):
-            x = _deepest(prog, base, rows, rhs, res.x, time_limit - (time.monotonic() - t0))
-            return MilpResult("feasible", x[:prog.n_in], seconds=time.monotonic() - t0)
+            deep = _deepest(prog, base, rows, rhs, res.x, time_limit - (time.monotonic() - t0))
+            pts = np.stack([deep[:prog.n_in], res.x[:prog.n_in]])
+            return MilpResult("feasible", pts[0], points=pts, seconds=time.monotonic() - t0)
         return MilpResult("unknown", message=res.message, seconds=time.monotonic() - t0)
     return MilpResult("infeasible", seconds=time.monotonic() - t0)
 
@@ -239,11 +243,12 @@ def _deepest(prog: _Program, base, rows, rhs, x, time_limit: float) -> np.ndarra
     """The program's solution x moved as deep into the unsafe polytope as its integer columns
     (ReLU phases, levels) allow: the LP with them fixed, minimising the largest of the rows
     A_p y - b_p. A feasibility solution tends to lie on the polytope's relaxed face, where the
-    exact evaluation finds the point just safe; x itself when the LP fails."""
+    exact evaluation finds the point just safe. x itself when the LP fails, and where the
+    input columns are integer (grid networks): fixed, they leave the input nothing to move."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_matrix
 
-    if time_limit <= 0.05:
+    if time_limit <= 0.05 or all(prog.integer[:prog.n_in]):
         return x
     n_var = len(prog.lb)
     fixed = np.array(prog.integer, dtype=bool)

@@ -29,8 +29,11 @@ class Counterexample:
 class VerifyResult:
     """``verdict`` is one of VERDICTS. ``sat`` always carries a ``counterexample`` that the exact
     semantics and onnxruntime both confirm. ``message`` says why for error/unknown/timeout.
-    ``stats``: seconds per phase (``time_load``, ``time_attack``, ``time_bab``, ``time_total``)
-    and search counters (``boxes_bounded``, ``max_depth``, ...)."""
+    ``stats``: seconds per phase (``time_load``, ``time_attack``, ``time_bab``, ``time_total``;
+    ``time_milp``, the integer program's wall time in its child processes, overlaps
+    ``time_bab``), search counters (``boxes_bounded``, ``max_depth``, ...) and the program's
+    (``intprog_*`` for the exact one, ``milp_*`` for the float one: ``_decided``, ``_error``,
+    ``_rejected``, ...)."""
 
     verdict: str
     counterexample: Optional[Counterexample] = None

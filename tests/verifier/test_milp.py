@@ -162,6 +162,69 @@ def test_float_program_decides_beside_a_stalled_search(tmp_path, monkeypatch):
     assert {"sat", "unsat"} <= set(verdicts), verdicts
 
 
+def test_the_deepest_point_is_at_least_as_unsafe(tmp_path):
+    """milp.solve's candidates: the point moved deep into the polytope first, no less unsafe
+    than the solver's own on the network (and strictly more on some instances), then the
+    solver's own; equal on a grid network, whose integer input columns cannot move."""
+    deeper = 0
+    for path, spec, *_ in _float_relu_instances(tmp_path):
+        net = Network(path, torch.device("cpu"))
+        problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
+        lo, hi = net.domain_box(problem.lower, problem.upper)
+        with torch.no_grad():
+            problem.set_output_bound(1.0)
+            bab.bound_rows(net, problem, lo[None], hi[None], "crown", False)
+        prog, out = milp.encode(net.bounded_module, lo.double().numpy(), hi.double().numpy(), False)
+        res = milp.solve(prog, out, problem.A64, problem.b64, problem.poly.numpy(),
+                         problem.tolerance64(), time_limit=30)
+        if res.status != "feasible":
+            continue
+        assert res.points.shape == (2, net.n_in) and np.array_equal(res.point, res.points[0])
+        pts = torch.tensor(res.points, dtype=torch.float32)
+        assert bool(((pts >= lo) & (pts <= hi)).all())
+        m = problem.margins(net.evaluate(pts))
+        assert m[0] <= m[1] + 1e-5, m
+        deeper += bool(m[0] < m[1] - 1e-3)
+    assert deeper >= 3, deeper
+    rng = np.random.default_rng(3)
+    built = ob.random_fixed_point_mlp(rng, sizes=[6, 12, 8, 3])
+    spec, truth = grid_instance(rng, built, "random", free=6)
+    res, net, problem = _program_verdict(tmp_path, built, spec)
+    if res.status == "feasible":
+        assert np.array_equal(res.points[0], res.points[1])
+
+
+def test_the_search_does_not_wait_for_the_float_program(tmp_path, monkeypatch):
+    """A float program that never answers: the search decides on its own, in its own time."""
+    import time
+
+    def stuck(*args, **kwargs):
+        time.sleep(60)
+
+    monkeypatch.setattr(milp, "solve", stuck)
+    quick = 0
+    for path, spec, *_ in _float_relu_instances(tmp_path):
+        res = verify(path, spec, timeout=15, branch="activation", attack_starts=0)
+        if "time_milp_build" in res.stats and res.verdict in ("sat", "unsat"):
+            assert "milp_decided" not in res.stats
+            quick += res.stats["time_total"] < 5
+    assert quick >= 3, quick
+
+
+def test_no_fork_leaves_the_search_alone(tmp_path, monkeypatch):
+    """A failed fork (out of memory, process limit) is recorded; the search decides alone."""
+    from qnn_plugin.verifier import api
+
+    def no_fork(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(api, "Forked", no_fork)
+    path, spec, *_ = next(_float_relu_instances(tmp_path))
+    res = verify(path, spec, timeout=10, branch="activation", attack_starts=0)
+    assert res.stats.get("milp_error") == 1.0, res.stats
+    assert res.verdict in ("sat", "unsat", "timeout")
+
+
 def test_a_failing_float_program_leaves_the_search_alone(tmp_path, monkeypatch):
     """An exception in the float program's child is recorded; the verdict is the search's."""
     def broken(*args, **kwargs):
