@@ -20,6 +20,12 @@ domain holds no input and is dropped. Without that check, a domain whose every n
 but which no input reaches would keep an unsafe constant bound until its box is enumerated.
 When no neuron is left undecided the verifier splits the input box instead, which ends in
 single points evaluated exactly.
+
+Children inherit their parent's bounds of every layer's input (``p{i}``/``q{i}`` in the
+state, search option ``inherit``): a child's inputs are a subset of its parent's, so those
+bounds hold there too, and auto_LiRPA keeps the tighter of them and its own. Without them a
+child can be far looser than its parent: a ReLU fixed active becomes the identity, and CROWN
+concretises it over the whole box, where the pre-activation still takes its negative values.
 """
 from __future__ import annotations
 
@@ -71,8 +77,10 @@ def find_layers(bm) -> List[Layer]:
     return layers
 
 
-def initial_state(layers: List[Layer], device) -> Dict[str, Tensor]:
-    """No constraint: ReLU signs 0, step level ranges (-inf, inf). One row."""
+def initial_state(layers: List[Layer], device, inherit: bool = False) -> Dict[str, Tensor]:
+    """No constraint: ReLU signs 0, step level ranges (-inf, inf). One row. With ``inherit``
+    also each layer's input bounds (-inf, inf) as ``p{i}``/``q{i}``: a domain's bounds, which
+    its children inherit (see ``install``)."""
     state = {}
     for i, layer in enumerate(layers):
         if layer.kind == RELU:
@@ -80,25 +88,47 @@ def initial_state(layers: List[Layer], device) -> Dict[str, Tensor]:
         else:
             state[f"l{i}"] = torch.full((1, layer.numel), -_INF, device=device)
             state[f"h{i}"] = torch.full((1, layer.numel), _INF, device=device)
+        if inherit:
+            state[f"p{i}"] = torch.full((1, layer.numel), -_INF, device=device)
+            state[f"q{i}"] = torch.full((1, layer.numel), _INF, device=device)
     return state
 
 
-def install(layers: List[Layer], state: Dict[str, Tensor]) -> Dict[str, Tuple[Tensor, Tensor]]:
+def install(layers: List[Layer], state: Dict[str, Tensor]) -> Tuple[Dict[str, Tuple[Tensor, Tensor]], frozenset]:
     """Put the constraints of a batch of domains in place; returns the reference bounds to pass
-    to compute_bounds (ReLU pre-activations)."""
-    ref = {}
+    to compute_bounds and the names of the nodes whose reference bounds carry constraints.
+
+    ReLU pre-activations carry their split as a reference bound. Inherited input bounds
+    (``p{i}``/``q{i}``, a parent's, valid on its children: their input boxes and constraints
+    are subsets of its) are intersected in: auto_LiRPA keeps the tighter of them and its own
+    wherever it computes a node's bounds by CROWN (a step's input over the exact input box
+    keeps its interval short-cut, where the parent's bounds add nothing)."""
+    ref, constrained = {}, set()
     for i, layer in enumerate(layers):
+        name = layer.node.inputs[0].name
         if layer.kind == RELU:
             s = state[f"r{i}"]
             n = s.shape[0]
             lo = torch.where(s > 0, 0.0, -_INF).view(n, *layer.shape)
             hi = torch.where(s < 0, 0.0, _INF).view(n, *layer.shape)
-            ref[layer.node.inputs[0].name] = (lo, hi)
+            ref[name] = (lo, hi)
+            constrained.add(name)
         else:
             n = state[f"l{i}"].shape[0]
             layer.node.split_lo = state[f"l{i}"].view(n, *layer.shape)
             layer.node.split_hi = state[f"h{i}"].view(n, *layer.shape)
-    return ref
+        if f"p{i}" in state:
+            p = state[f"p{i}"].view(n, *layer.shape)
+            q = state[f"q{i}"].view(n, *layer.shape)
+            lo, hi = ref.get(name, (p, q))
+            ref[name] = (torch.maximum(lo, p), torch.minimum(hi, q))
+    return ref, frozenset(constrained)
+
+
+def input_bounds(layers: List[Layer], n: int) -> List[Tuple[Tensor, Tensor]]:
+    """After a bound computation of n domains: per layer, its input's (N, numel) bounds."""
+    return [(layer.node.inputs[0].lower.reshape(n, -1).detach(),
+             layer.node.inputs[0].upper.reshape(n, -1).detach()) for layer in layers]
 
 
 def uninstall(layers: List[Layer]) -> None:

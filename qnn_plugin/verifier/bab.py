@@ -55,6 +55,7 @@ class Options:
     interrupt: Optional[Callable[[], bool]] = None  # asked each round: True ends the search
     lagrangian: bool = True        # splits enter the output bound as input constraints
                                    # (lagrangian.py), while they refute enough to pay
+    inherit: bool = True           # children start from their parent's hidden-layer bounds
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Bounds:
     ranges: Optional[list] = None        # per activation layer: (N, numel) settling ranges
     layer_A: Optional[list] = None       # per activation layer: (N, R, numel) or None
     empty: Optional[Tensor] = None       # (N,) bool: domains whose constraints no input meets
+    inputs: Optional[list] = None        # per activation layer: (N, numel) input bounds
 
 
 def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: str,
@@ -122,8 +124,8 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
     lo_s, hi_s = lo.reshape(shape), hi.reshape(shape)
     x = BoundedTensor(lo_s, PerturbationLpNorm(x_L=lo_s, x_U=hi_s))
     C = problem.C.unsqueeze(0).expand(lo.shape[0], -1, -1)
-    ref = act.install(layers, state) if layers else {}
-    bm.qnn_branch_nodes = frozenset(ref)
+    ref, constrained = act.install(layers, state) if layers else ({}, frozenset())
+    bm.qnn_branch_nodes = constrained
     try:
         ilb, _ = _ibp(bm, x, C)
         if method == "ibp":
@@ -158,6 +160,7 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
         if layers:
             bounds.ranges = act.ranges(layers, n)
             bounds.empty = act.empty(layers, state, n)
+            bounds.inputs = act.input_bounds(layers, n)
             bounds.layer_A = [None if (l.consumer not in A or A[l.consumer]["lA"] is None)
                               else A[l.consumer]["lA"].reshape(n, problem.n_rows, -1).detach()
                               for l in layers]
@@ -233,7 +236,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
                   open=torch.ones(1, problem.n_poly, dtype=torch.bool, device=lo.device),
                   depth=torch.zeros(1, dtype=torch.int64, device=lo.device),
                   key=torch.full((1,), -_INF, device=lo.device))
-    fields.update(act.initial_state(layers, lo.device))
+    fields.update(act.initial_state(layers, lo.device, opts.inherit))
     pool = _Pool(fields)
     if time.monotonic() > deadline:
         return Outcome("timeout", stats=stats, message="no time left for the search")
@@ -303,6 +306,9 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             stats["lagrangian_tried"] = lagrangian.tried
             stats["lagrangian_refuted"] = lagrangian.refuted
         d["open"] = d["open"] & ~problem.refuted(bd.lb)
+        if opts.inherit and bd.inputs is not None:   # the children start from these bounds
+            for i, (l, u) in enumerate(bd.inputs):
+                d[f"p{i}"], d[f"q{i}"] = l, u
         if bd.empty is not None:  # no input meets the domain's activation constraints
             d["open"] &= ~bd.empty.unsqueeze(1)
             stats["empty_domains"] += int(bd.empty.sum())
@@ -412,9 +418,10 @@ def _branching_layers(net: Network, opts: Options) -> list:
 
 def _take_bounds(bd: Bounds, idx) -> Bounds:
     pick = lambda t: None if t is None else t[idx]
-    return Bounds(bd.lb[idx], pick(bd.lA),
-                  None if bd.ranges is None else [(a[idx], b[idx]) for a, b in bd.ranges],
-                  None if bd.layer_A is None else [pick(a) for a in bd.layer_A], pick(bd.empty))
+    pairs = lambda ps: None if ps is None else [(a[idx], b[idx]) for a, b in ps]
+    return Bounds(bd.lb[idx], pick(bd.lA), pairs(bd.ranges),
+                  None if bd.layer_A is None else [pick(a) for a in bd.layer_A], pick(bd.empty),
+                  pairs(bd.inputs))
 
 
 def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats):

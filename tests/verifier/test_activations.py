@@ -1,11 +1,15 @@
 """Activation branching: the split constraints partition a neuron's range, and a constrained
 quantization step is exactly the step on the inputs that satisfy the constraint."""
+import time
+
 import numpy as np
 import torch
 
 from qnn_plugin import onnx_builders as ob
 from qnn_plugin.verifier import activations as act
 from qnn_plugin.verifier.network import Network
+
+INF = float("inf")
 
 
 def _net(tmp_path, built):
@@ -88,3 +92,123 @@ def _first_hidden_level(built, codes):
     s = info["shifts"][0]
     lvl = torch.clamp(torch.floor(acc * 2.0 ** -s + 0.5), 0, 2 ** info["act_bits"] - 1)
     return lvl[:, 0]
+
+
+def test_inherited_bounds_enter_as_reference_bounds(tmp_path):
+    """A parent's input bounds (p, q) are intersected with a ReLU's split and passed for every
+    layer; only the ReLU splits mark a node as constrained (its interval short-cut is off)."""
+    from tests.verifier.test_soundness import _relu_mlp
+
+    model = _relu_mlp(np.random.default_rng(1), [4, 5, 3])
+    path = tmp_path / "r.onnx"
+    path.write_bytes(model.SerializeToString())
+    relu = act.find_layers(Network(str(path), torch.device("cpu")).bounded_module)
+    state = act.initial_state(relu, torch.device("cpu"), inherit=True)
+    state["r0"] = torch.tensor([[1, -1, 0, 0, 0]], dtype=torch.int8)
+    state["p0"] = torch.tensor([[-2.0, -3.0, -1.0, 0.5, -INF]])
+    state["q0"] = torch.tensor([[3.0, 4.0, 1.0, 2.0, INF]])
+    ref, constrained = act.install(relu, state)
+    name = relu[0].node.inputs[0].name
+    assert constrained == {name}
+    lo, hi = ref[name]
+    assert lo.tolist() == [[0.0, -3.0, -1.0, 0.5, -INF]]
+    assert hi.tolist() == [[3.0, 0.0, 1.0, 2.0, INF]]
+
+    steps = act.find_layers(_net(tmp_path, ob.random_fixed_point_mlp(
+        np.random.default_rng(0), sizes=[5, 7, 6, 3])).bounded_module)
+    state = act.initial_state(steps, torch.device("cpu"), inherit=True)
+    state["p1"] = torch.arange(6.0).unsqueeze(0)
+    ref, constrained = act.install(steps, state)
+    act.uninstall(steps)
+    assert constrained == frozenset()
+    assert ref[steps[1].node.inputs[0].name][0].tolist() == [list(range(6))]
+    assert set(state) == {"l0", "h0", "l1", "h1", "p0", "q0", "p1", "q1"}
+
+
+def test_children_start_from_their_parents_bounds(tmp_path):
+    """In the search, every domain's hidden-layer input bounds lie inside the ones it
+    inherited from its parent (without inheritance CROWN's bounds of a child that fixes a ReLU
+    active, concretised over the whole box, can be far looser than its parent's)."""
+    from qnn_plugin.spec import Case, Polytope
+    from qnn_plugin.verifier import bab
+    from qnn_plugin.verifier.api import _Judge
+    from qnn_plugin.verifier.check import Checker
+    from qnn_plugin.verifier.problem import Problem
+    from tests.verifier.instances import exact_outputs
+    from tests.verifier.test_soundness import _relu_mlp
+
+    calls = []
+    real = bab.bound_rows
+
+    def spy(net, problem, lo, hi, method, need_A, layers=None, state=None, *args, **kwargs):
+        bd = real(net, problem, lo, hi, method, need_A, layers, state, *args, **kwargs)
+        if state is not None and "p0" in state:
+            calls.append([(state[f"p{i}"], state[f"q{i}"], *bd.inputs[i]) for i in range(len(layers))])
+        return bd
+
+    checked = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        model = _relu_mlp(rng, [8, 12, 12, 3])
+        path = tmp_path / "r.onnx"
+        path.write_bytes(model.SerializeToString())
+        net = Network(str(path), torch.device("cpu"))
+        x0 = rng.uniform(-1, 1, size=8)
+        lab = int(np.argmax(exact_outputs(model, x0.astype(np.float32)[None])[0]))
+        polys = tuple(Polytope(np.eye(3)[[lab]] - np.eye(3)[[j]], np.zeros(1))
+                      for j in range(3) if j != lab)
+        problem = Problem.from_case(Case(x0 - 0.2, x0 + 0.2, polys), 0, torch.device("cpu"))
+        problem.set_output_bound(100.0)
+        lo, hi = net.domain_box(problem.lower, problem.upper)
+        calls.clear()
+        bab.bound_rows = spy
+        try:
+            bab.search(net, problem, lo, hi, time.monotonic() + 2,
+                       _Judge(net, problem, Checker(net)),
+                       bab.Options(branch="activation", lagrangian=False))
+        finally:
+            bab.bound_rows = real
+        for layers in calls:
+            for p, q, l, u in layers:
+                tol = 1e-5 * (1 + l.abs())
+                assert (l >= p - tol).all() and (u <= q + tol).all()
+                checked += int(torch.isfinite(p).sum())
+    assert checked > 100, checked
+
+
+def test_search_without_inheritance(tmp_path):
+    """``Options(inherit=False)`` (the search before inherited bounds) keeps no bounds in its
+    domains and reaches the same verdicts."""
+    from qnn_plugin.spec import Case, Polytope
+    from qnn_plugin.verifier import bab
+    from qnn_plugin.verifier.api import _Judge
+    from qnn_plugin.verifier.check import Checker
+    from qnn_plugin.verifier.problem import Problem
+    from tests.verifier.instances import exact_outputs
+    from tests.verifier.test_soundness import _relu_mlp
+
+    decided = 0
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        model = _relu_mlp(rng, [8, 12, 12, 3])
+        path = tmp_path / "r.onnx"
+        path.write_bytes(model.SerializeToString())
+        net = Network(str(path), torch.device("cpu"))
+        x0 = rng.uniform(-1, 1, size=8)
+        lab = int(np.argmax(exact_outputs(model, x0.astype(np.float32)[None])[0]))
+        polys = tuple(Polytope(np.eye(3)[[lab]] - np.eye(3)[[j]], np.zeros(1))
+                      for j in range(3) if j != lab)
+        problem = Problem.from_case(Case(x0 - 0.2, x0 + 0.2, polys), 0, torch.device("cpu"))
+        problem.set_output_bound(100.0)
+        lo, hi = net.domain_box(problem.lower, problem.upper)
+        status = {}
+        for inherit in (True, False):
+            out = bab.search(net, problem, lo, hi, time.monotonic() + 10,
+                             _Judge(net, problem, Checker(net)),
+                             bab.Options(branch="activation", inherit=inherit))
+            status[inherit] = out.status
+        assert status[True] == status[False], status
+        decided += status[True] in ("sat", "unsat")
+    assert decided >= 2
+    layers = act.find_layers(net.bounded_module)
+    assert not any(k[0] in "pq" for k in act.initial_state(layers, torch.device("cpu")))
