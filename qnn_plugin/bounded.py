@@ -70,6 +70,10 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     # verifier/bab.bound_rows around one bound computation); auto_LiRPA's own internal
     # reference bounds (alpha-CROWN) keep the short-cuts
     bm.qnn_branch_nodes = frozenset()
+    # bounds by node name that the verifier's domains inherited from their parents (set by
+    # bound_rows like qnn_branch_nodes): intersected with each such node's own, exactly
+    bm.qnn_inherited = {}
+    bm.compute_intermediate_bounds = types.MethodType(_compute_intermediate_bounds, bm)
     bm.qnn_input_shape = tuple(example.shape[1:])
     return bm
 
@@ -107,6 +111,17 @@ def _check_ibp_intermediate(self, node):
     for n in reversed(chain):
         self.IBP_general(n)
     return True
+
+
+def _compute_intermediate_bounds(self, node, prior_checked=False):
+    """auto_LiRPA's, then the node's inherited bounds (``qnn_inherited``) intersected in with
+    torch.maximum/minimum: exact, where auto_LiRPA's reference-bound formula rounds."""
+    type(self).compute_intermediate_bounds(self, node, prior_checked)
+    inherited = self.qnn_inherited.get(node.name)
+    if inherited is not None and getattr(node, "lower", None) is not None:
+        node.lower = torch.maximum(node.lower, inherited[0])
+        node.upper = torch.minimum(node.upper, inherited[1])
+        node.interval = (node.lower, node.upper)
 
 
 def _check_ibp_first_linear(self, node):

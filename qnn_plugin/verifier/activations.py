@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..bounds import BoundQuantStep
+from ..bounds import BoundQuantStep, _MonotoneBound
 from ..ops import quant_step
 from auto_LiRPA.operators import BoundRelu
 
@@ -77,10 +77,26 @@ def find_layers(bm) -> List[Layer]:
     return layers
 
 
+def affine_in_input(node) -> bool:
+    """No activation (ReLU or any of the plugin's steps) between the node and the input."""
+    seen, todo = set(), [node]
+    while todo:
+        n = todo.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        if isinstance(n, (BoundRelu, _MonotoneBound)):
+            return False
+        todo.extend(i for i in getattr(n, "inputs", []) if getattr(i, "perturbed", False))
+    return True
+
+
 def initial_state(layers: List[Layer], device, inherit: bool = False) -> Dict[str, Tensor]:
     """No constraint: ReLU signs 0, step level ranges (-inf, inf). One row. With ``inherit``
-    also each layer's input bounds (-inf, inf) as ``p{i}``/``q{i}``: a domain's bounds, which
-    its children inherit (see ``install``)."""
+    also the input bounds (-inf, inf) of each layer whose input is not affine in the network's
+    input, as ``p{i}``/``q{i}``: a domain's bounds, which its children inherit (see
+    ``install``). An affine layer's own bounds are never looser than its parent's: the same
+    constraints before it, on the same or a smaller box."""
     state = {}
     for i, layer in enumerate(layers):
         if layer.kind == RELU:
@@ -88,22 +104,21 @@ def initial_state(layers: List[Layer], device, inherit: bool = False) -> Dict[st
         else:
             state[f"l{i}"] = torch.full((1, layer.numel), -_INF, device=device)
             state[f"h{i}"] = torch.full((1, layer.numel), _INF, device=device)
-        if inherit:
+        if inherit and not affine_in_input(layer.node.inputs[0]):
             state[f"p{i}"] = torch.full((1, layer.numel), -_INF, device=device)
             state[f"q{i}"] = torch.full((1, layer.numel), _INF, device=device)
     return state
 
 
-def install(layers: List[Layer], state: Dict[str, Tensor]) -> Tuple[Dict[str, Tuple[Tensor, Tensor]], frozenset]:
-    """Put the constraints of a batch of domains in place; returns the reference bounds to pass
-    to compute_bounds and the names of the nodes whose reference bounds carry constraints.
-
-    ReLU pre-activations carry their split as a reference bound. Inherited input bounds
-    (``p{i}``/``q{i}``, a parent's, valid on its children: their input boxes and constraints
-    are subsets of its) are intersected in: auto_LiRPA keeps the tighter of them and its own
-    wherever it computes a node's bounds by CROWN (a step's input over the exact input box
-    keeps its interval short-cut, where the parent's bounds add nothing)."""
-    ref, constrained = {}, set()
+def install(layers: List[Layer], state: Dict[str, Tensor]):
+    """Put the constraints of a batch of domains in place. Returns the reference bounds to
+    pass to compute_bounds (ReLU pre-activations carry their split: 0 or +-inf, which
+    auto_LiRPA intersects in exactly) and the inherited bounds (``p{i}``/``q{i}``, a
+    parent's, valid on its children: their input boxes and constraints are subsets of its),
+    by node name, for ``bounded.py`` to intersect with each node's own bounds as they are
+    computed (auto_LiRPA's reference-bound formula keeps gradients at the cost of a rounding
+    in either direction, which would build up from parent to child)."""
+    ref, inherited = {}, {}
     for i, layer in enumerate(layers):
         name = layer.node.inputs[0].name
         if layer.kind == RELU:
@@ -112,17 +127,14 @@ def install(layers: List[Layer], state: Dict[str, Tensor]) -> Tuple[Dict[str, Tu
             lo = torch.where(s > 0, 0.0, -_INF).view(n, *layer.shape)
             hi = torch.where(s < 0, 0.0, _INF).view(n, *layer.shape)
             ref[name] = (lo, hi)
-            constrained.add(name)
         else:
             n = state[f"l{i}"].shape[0]
             layer.node.split_lo = state[f"l{i}"].view(n, *layer.shape)
             layer.node.split_hi = state[f"h{i}"].view(n, *layer.shape)
         if f"p{i}" in state:
-            p = state[f"p{i}"].view(n, *layer.shape)
-            q = state[f"q{i}"].view(n, *layer.shape)
-            lo, hi = ref.get(name, (p, q))
-            ref[name] = (torch.maximum(lo, p), torch.minimum(hi, q))
-    return ref, frozenset(constrained)
+            inherited[name] = (state[f"p{i}"].view(n, *layer.shape),
+                               state[f"q{i}"].view(n, *layer.shape))
+    return ref, inherited
 
 
 def input_bounds(layers: List[Layer], n: int) -> List[Tuple[Tensor, Tensor]]:

@@ -124,8 +124,9 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
     lo_s, hi_s = lo.reshape(shape), hi.reshape(shape)
     x = BoundedTensor(lo_s, PerturbationLpNorm(x_L=lo_s, x_U=hi_s))
     C = problem.C.unsqueeze(0).expand(lo.shape[0], -1, -1)
-    ref, constrained = act.install(layers, state) if layers else ({}, frozenset())
-    bm.qnn_branch_nodes = constrained
+    ref, inherited = act.install(layers, state) if layers else ({}, {})
+    bm.qnn_branch_nodes = frozenset(ref)
+    bm.qnn_inherited = inherited
     try:
         ilb, _ = _ibp(bm, x, C)
         if method == "ibp":
@@ -167,6 +168,7 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
         return bounds
     finally:
         bm.qnn_branch_nodes = frozenset()
+        bm.qnn_inherited = {}
         if layers:
             act.uninstall(layers)
 
@@ -308,7 +310,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         d["open"] = d["open"] & ~problem.refuted(bd.lb)
         if opts.inherit and bd.inputs is not None:   # the children start from these bounds
             for i, (l, u) in enumerate(bd.inputs):
-                d[f"p{i}"], d[f"q{i}"] = l, u
+                if f"p{i}" in d:
+                    d[f"p{i}"], d[f"q{i}"] = l, u
         if bd.empty is not None:  # no input meets the domain's activation constraints
             d["open"] &= ~bd.empty.unsqueeze(1)
             stats["empty_domains"] += int(bd.empty.sum())

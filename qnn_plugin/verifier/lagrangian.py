@@ -39,7 +39,7 @@ from torch import Tensor
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from auto_LiRPA.operators import BoundRelu
 
-from ..bounds import _WIDEN_ABS, _WIDEN_REL, _MonotoneBound
+from ..bounds import _WIDEN_ABS, _WIDEN_REL
 from . import activations as act
 
 _INF = float("inf")
@@ -82,7 +82,7 @@ class Lagrangian:
             if layer.kind == act.STEP and not bool((layer.node.scale > 0).all()):
                 continue
             pre, _ = _source(layer)
-            if time.monotonic() > deadline or not _affine_in_input(pre):
+            if time.monotonic() > deadline or not act.affine_in_input(pre):
                 continue
             # one specification row per neuron, in the node's own shape (conv outputs too)
             C = torch.eye(layer.numel, device=lo.device).reshape(1, layer.numel, *layer.shape)
@@ -208,20 +208,6 @@ class Lagrangian:
         if _source(layer)[1]:   # through a ReLU: relu(p) >= t says p >= t only for t > 0
             t_lo = torch.where(t_lo > 0, t_lo, -_INF)
         return t_lo, t_hi
-
-
-def _affine_in_input(node) -> bool:
-    """No activation (ReLU or any of the plugin's steps) between the node and the input."""
-    seen, todo = set(), [node]
-    while todo:
-        n = todo.pop()
-        if n.name in seen:
-            continue
-        seen.add(n.name)
-        if isinstance(n, (BoundRelu, _MonotoneBound)):
-            return False
-        todo.extend(i for i in getattr(n, "inputs", []) if getattr(i, "perturbed", False))
-    return True
 
 
 def _source(layer: act.Layer):
