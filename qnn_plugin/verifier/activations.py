@@ -21,9 +21,10 @@ but which no input reaches would keep an unsafe constant bound until its box is 
 When no neuron is left undecided the verifier splits the input box instead, which ends in
 single points evaluated exactly.
 
-Children inherit their parent's bounds of every layer's input (``p{i}``/``q{i}`` in the
-state, search option ``inherit``): a child's inputs are a subset of its parent's, so those
-bounds hold there too, and auto_LiRPA keeps the tighter of them and its own. Without them a
+Children inherit their parent's bounds of each layer's input (``p{i}``/``q{i}`` in the
+state, search option ``inherit``; not for layers affine in the input, which never need them):
+a child's inputs are a subset of its parent's, so those bounds hold there too, and each bound
+computation keeps the tighter of them and its own (``bounded.py``). Without them a
 child can be far looser than its parent: a ReLU fixed active becomes the identity, and CROWN
 concretises it over the whole box, where the pre-activation still takes its negative values.
 """

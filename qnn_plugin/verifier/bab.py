@@ -308,7 +308,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             stats["lagrangian_tried"] = lagrangian.tried
             stats["lagrangian_refuted"] = lagrangian.refuted
         d["open"] = d["open"] & ~problem.refuted(bd.lb)
-        if opts.inherit and bd.inputs is not None:   # the children start from these bounds
+        if bd.inputs is not None:   # the children start from these bounds (inherit)
             for i, (l, u) in enumerate(bd.inputs):
                 if f"p{i}" in d:
                     d[f"p{i}"], d[f"q{i}"] = l, u
