@@ -86,8 +86,9 @@ Out-of-range and special values (observed on onnxruntime 1.31, CPU, x86-64)
   1e10 -> int8 0). For int4/uint4 targets it even rounds half away from zero before wrapping
   (2.5 -> 3, 7.7 -> int4 -8). :func:`cast` instead truncates toward zero and **saturates** to the
   target range (NaN -> 0); in range, for 8/16/32/64-bit targets, it equals onnxruntime.
-* Two onnxruntime QuantizeLinear kernels -- 2-bit outputs, and blocked quantization along a
-  non-last axis -- convert ``round(x / scale)`` to int32 *before* adding the zero point and
+* Before onnxruntime 1.32 (which saturates as specified), two onnxruntime QuantizeLinear
+  kernels -- 2-bit outputs, and blocked quantization along a non-last axis -- convert
+  ``round(x / scale)`` to int32 *before* adding the zero point and
   saturating; for ``|x / scale| >= 2**31``, +-inf and NaN that conversion is undefined (x86-64
   gives INT32_MIN, so the result is the low end, or, with a negative zero point, wraps to the
   high end). This module saturates as the specification says; below 2**31 they agree.
