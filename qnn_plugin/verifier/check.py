@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from .. import semantics
+from ..errors import UnsupportedOperatorError
 from .network import Network
 from .problem import Problem
 
@@ -31,8 +32,13 @@ class Checker:
         self.net = net
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(net.onnx.SerializeToString(), opts,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(net.onnx.SerializeToString(), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # e.g. onnxruntime 1.32 has no opset-28 QuantizeLinear kernel
+            raise UnsupportedOperatorError(
+                f"{net.path}: onnxruntime {ort.__version__} cannot run this model, so no "
+                f"counterexample could be confirmed: {exc}") from None
         self.checked = 0
 
     def check(self, x: np.ndarray, problem: Problem) -> Verdict:

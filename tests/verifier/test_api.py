@@ -128,3 +128,25 @@ def test_bad_options(tmp_path):
         verify(path, spec, method="magic")
     with pytest.raises(ValueError, match="split"):
         verify(path, spec, split="random")
+
+
+def test_a_model_onnxruntime_cannot_run_is_an_error(tmp_path, monkeypatch):
+    """Counterexamples are confirmed by onnxruntime: a model it cannot load (onnxruntime 1.32
+    has no opset-28 QuantizeLinear kernel) is a clear error naming the file, never a verdict."""
+    import onnxruntime as ort
+
+    from qnn_plugin.errors import UnsupportedOperatorError
+
+    real = ort.InferenceSession
+
+    def refuse(model, *args, **kwargs):
+        raise RuntimeError("NOT_IMPLEMENTED : Could not find an implementation for QuantizeLinear(28)")
+
+    built = ob.random_fixed_point_mlp(np.random.default_rng(0), sizes=[3, 4, 2])
+    path = _save(tmp_path, built)
+    spec = Spec((Case(np.zeros(3), np.ones(3) * 0.01, (Polytope(np.array([[1.0, -1.0]]), np.zeros(1)),)),),
+                3, 2, "<t>")
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    with pytest.raises(UnsupportedOperatorError, match=r"net\.onnx: onnxruntime .* cannot run this model"):
+        verify(path, spec, timeout=10)
+    monkeypatch.setattr(ort, "InferenceSession", real)
