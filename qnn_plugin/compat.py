@@ -306,6 +306,12 @@ def _source(module: str, func: str) -> str:
     return inspect.getsource(getattr(_lirpa(module), func))
 
 
+def _source_attr(module: str, cls: str, func: str) -> str:
+    import inspect
+
+    return inspect.getsource(getattr(getattr(_lirpa(module), cls), func))
+
+
 def _dotted_module_names() -> bool:
     from onnx import helper
     from onnx2torch.onnx_graph import OnnxGraph
@@ -325,6 +331,28 @@ def _onnx2torch_domain_names():
         return original(node).replace(".", "/")
 
     OnnxGraph.generate_node_name = staticmethod(generate_node_name)
+
+
+@_fix("div_constant_sign", "BoundDiv.interval_propagate asserts a positive divisor, also when it is a "
+      "constant (its constant-operand branch is shadowed by a second definition): interval "
+      "bounds of x / c crash for c < 0",
+      lambda: "assert (y[0] > 0).all()" in _source_attr("auto_LiRPA.operators", "BoundDiv",
+                                                        "interval_propagate"),
+      phase="post")
+def _div_constant_sign():
+    cls = _lirpa("auto_LiRPA.operators").BoundDiv
+    original = cls.interval_propagate
+
+    def interval_propagate(self, *v):
+        (xl, xu), (yl, yu) = v[0], v[1]
+        const = yl is yu or not getattr(self.inputs[1], "perturbed", True)
+        if not const or not bool((yl != 0).all()):
+            return original(self, *v)
+        # the model's own division, so each end is exactly x / c at an end of x
+        pos = yl > 0
+        return torch.where(pos, xl / yl, xu / yl), torch.where(pos, xu / yl, xl / yl)
+
+    cls.interval_propagate = interval_propagate
 
 
 @_fix("bound_setattr", "auto_LiRPA's Bound nodes are nn.Modules and every bound computation sets and "

@@ -142,6 +142,31 @@ def test_crown_through_constant_offset_with_leading_unit_dims():
     _check_sound(_BufferMLP(), batch=2)
 
 
+class _DivNet(nn.Module):
+    """x / c with constants of both signs, then a ReLU layer."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.register_buffer("c", torch.tensor([[[-3.0, 0.5, -0.25, 2.0]]]))
+        self.register_buffer("w", torch.randn(4, 5, generator=g))
+        self.register_buffer("w2", torch.randn(5, 2, generator=g))
+
+    def forward(self, x):
+        return torch.relu((x / self.c).flatten(1) @ self.w) @ self.w2
+
+
+@needs("div_constant_sign")
+def test_bounds_through_division_by_negative_constants():
+    _check_sound(_DivNet(), batch=3)
+    x = torch.rand(3, 1, 4)
+    bm = qp.bounded(_DivNet(), x)
+    lb, ub = qp.compute_bounds(bm, x - 0.05, x + 0.05, "ibp")
+    samples = x + (torch.rand(200, 3, 1, 4) - 0.5) * 0.1
+    ys = torch.stack([_DivNet()(s) for s in samples])
+    assert torch.all(lb <= ys.min(0).values) and torch.all(ub >= ys.max(0).values)
+
+
 @needs("onnx2torch_domain_names")
 def test_contrib_domain_node_names_have_no_dot():
     from onnx import helper

@@ -117,6 +117,17 @@ def _const(gm: fx.GraphModule, node) -> Optional[Tensor]:
     return None
 
 
+def _onnx2torch_ops() -> dict:
+    """onnx2torch's functions for ONNX Add/Sub/Mul/Div -> our names. Its Div is a function of
+    its own (true division for float operands, as the input is here), not torch.div."""
+    try:
+        from onnx2torch.node_converters.binary_math_operations import \
+            _TORCH_FUNCTION_FROM_ONNX_TYPE as table
+    except ImportError:   # another onnx2torch layout: those nodes are not recognised (sound)
+        return {}
+    return {fn: op.lower() for op, fn in table.items() if op in ("Add", "Sub", "Mul", "Div")}
+
+
 def _binary_op(gm: fx.GraphModule, node: fx.Node) -> Optional[str]:
     """'add'/'sub'/'mul'/'div' for an elementwise binary arithmetic node, else None."""
     if node.op == "call_function":
@@ -124,7 +135,7 @@ def _binary_op(gm: fx.GraphModule, node: fx.Node) -> Optional[str]:
     if node.op == "call_module":
         fn = getattr(gm.get_submodule(node.target), "math_op_function", None)
         if type(gm.get_submodule(node.target)).__name__ == "OnnxBinaryMathOperation":
-            return _AFFINE_OPS.get(fn)
+            return _AFFINE_OPS.get(fn) or _onnx2torch_ops().get(fn)
     return None
 
 

@@ -68,3 +68,94 @@ def test_inputs_for_stays_in_box_and_keeps_codes():
         x = g.inputs_for(k, lower, upper)
         assert torch.all(x >= lower) and torch.all(x <= upper)
         assert torch.equal(g.codes(x), k)
+
+
+# elementwise affine pre-maps before the input quantizer, as ONNX writes them: (op, constant,
+# input first); Div is onnx2torch's own function, negative constants reverse the code order
+PRE_MAPS = {
+    "div_negative": [("Div", -3.0, True)],
+    "div_vector": [("Div", [0.5, -2.0, 4.0, -0.25], True)],
+    "mul_negative": [("Mul", [-1.5, 2.0, -0.5, 1.0], True)],
+    "constant_minus_x": [("Sub", 0.25, False)],
+    "add_then_div": [("Add", 0.1, True), ("Div", -0.5, True)],
+}
+
+
+def _premap_qnn(pre, seed: int = 0):
+    """X (N, 4) -> pre-map -> QuantizeLinear (scale 0.05, uint8, zero point 128) ->
+    DequantizeLinear -> MatMul (4 x 3) -> Y."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits, nodes, cur = [], [], "X"
+    for i, (op, c, x_first) in enumerate(pre):
+        inits.append(numpy_helper.from_array(np.asarray(c, np.float32), f"c{i}"))
+        args = [cur, f"c{i}"] if x_first else [f"c{i}", cur]
+        nodes.append(helper.make_node(op, args, [f"p{i}"]))
+        cur = f"p{i}"
+    inits += [numpy_helper.from_array(np.float32(0.05), "s"),
+              numpy_helper.from_array(np.uint8(128), "z"),
+              numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), "W")]
+    nodes += [helper.make_node("QuantizeLinear", [cur, "s", "z"], ["q"]),
+              helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+              helper.make_node("MatMul", ["d", "W"], ["Y"])]
+    graph = helper.make_graph(nodes, "premap", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize("name", sorted(PRE_MAPS))
+def test_affine_pre_map_gives_a_grid(name):
+    model = _premap_qnn(PRE_MAPS[name])
+    m = load_onnx(model)
+    found = detect(m.net, m.input_shape)
+    assert found is not None, f"{name}: no grid detected"
+    g, node = found
+    rng = np.random.default_rng(3)
+    x = torch.tensor(rng.uniform(-1.0, 1.0, size=(200, 4)), dtype=torch.float32)
+    dn = domain_network(m.net, node)
+    with torch.no_grad():
+        assert torch.equal(m(x), dn(g.codes(x)))
+    k = torch.tensor([[120.0, 128.0, 130.0, 140.0]])
+    assert torch.equal(g.codes(g.representative(k)), k)
+
+
+@pytest.mark.parametrize("name", sorted(PRE_MAPS))
+def test_affine_pre_map_verdicts_match_enumeration(name, tmp_path):
+    """The verifier searches the codes (input_grid 1) and its verdicts on Y_0 >= t match
+    onnxruntime on one input per reachable code combination: sat just below the largest Y_0,
+    unsat just above it (not at it: onnxruntime's sums differ in their last bits between a
+    batch and one input, and the counterexample is checked on one)."""
+    import itertools
+
+    import onnxruntime as ort
+
+    from qnn_plugin.spec import Case, Polytope, Spec
+    from qnn_plugin.verifier import verify
+
+    model = _premap_qnn(PRE_MAPS[name], seed=1)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    m = load_onnx(model)
+    g, _ = detect(m.net, m.input_shape)
+    # box ends exact in float32: a float64 end like 0.3 lies between two float32s, and a code
+    # reached only beyond it (at the outward float32) is no counterexample (the verifier
+    # answers unknown for it)
+    r = 0.296875
+    lower, upper = torch.full((1, 4), -r), torch.full((1, 4), r)
+    klo, khi = g.code_box(lower, upper)
+    combos = torch.tensor(list(itertools.product(*[range(int(a), int(b) + 1)
+                                                   for a, b in zip(klo[0], khi[0])])),
+                          dtype=torch.float32)
+    x = g.inputs_for(combos, lower.expand_as(combos), upper.expand_as(combos))
+    assert torch.equal(g.codes(x), combos)      # one input in the box per code combination
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    top = float(sess.run(None, {"X": x.numpy()})[0][:, 0].max())
+    lo, hi = np.full(4, -r), np.full(4, r)
+    gap = 1e-3 * (1 + abs(top))
+    for t, want in ((top - gap, "sat"), (top + gap, "unsat")):
+        spec = Spec((Case(lo, hi, (Polytope(np.array([[-1.0, 0.0, 0.0]]), np.array([-t])),)),),
+                    4, 3, "<test>")
+        res = verify(path, spec, timeout=30)
+        assert res.verdict == want, (name, t, res.verdict, res.message)
+        assert res.stats["input_grid"] == 1.0
