@@ -1,7 +1,11 @@
 """Build auto_LiRPA BoundedModules for QNNs with every option they need, and compute bounds."""
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+import contextlib
+import logging
+import os
+import traceback
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -12,10 +16,11 @@ compat.apply()
 
 import types  # noqa: E402
 
+import auto_LiRPA  # noqa: E402
 from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm  # noqa: E402
 from auto_LiRPA.operators import BoundConv, BoundLinear  # noqa: E402
 
-from .errors import InputShapeError  # noqa: E402
+from .errors import InputShapeError, UnsupportedOperatorError  # noqa: E402
 from .bounds import BOUND_OPS, SHAPE_ONLY, STEP_BOUNDS, affine_operand, reads_input_box  # noqa: E402
 
 METHODS = {
@@ -40,11 +45,13 @@ DEFAULT_BOUND_OPTS = {
 
 
 def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch.device]] = None,
-            bound_opts: Optional[dict] = None) -> BoundedModule:
+            bound_opts: Optional[dict] = None, source: Optional[str] = None) -> BoundedModule:
     """Wrap ``model`` (e.g. from ``load_onnx``) in an auto_LiRPA BoundedModule that knows the
     plugin's quantization operators.
 
-    ``example`` is one input batch (any batch size; bounds may later use another).
+    ``example`` is one input batch (any batch size; bounds may later use another). A network
+    auto_LiRPA cannot bound raises UnsupportedOperatorError naming ``source`` (default: the
+    model's file, for a ``load_onnx`` module).
     """
     opts = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_BOUND_OPTS.items()}
     for k, v in (bound_opts or {}).items():
@@ -58,8 +65,9 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     if check is not None:
         check((example,))
     model = model.eval()
-    bm = BoundedModule(model, example.to(device), bound_opts=opts, device=device,
-                       custom_ops=dict(BOUND_OPS))
+    with lirpa_unsupported(source or getattr(model, "source", None) or type(model).__name__):
+        bm = BoundedModule(model, example.to(device), bound_opts=opts, device=device,
+                           custom_ops=dict(BOUND_OPS))
     # monotone steps take [f(l), f(u)] of their input's bounds: cheaper than a CROWN pass and,
     # for step functions, at least as tight
     bm.ibp_intermediate = list(bm.ibp_intermediate) + [c for c in STEP_BOUNDS
@@ -76,6 +84,65 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     bm.compute_intermediate_bounds = types.MethodType(_compute_intermediate_bounds, bm)
     bm.qnn_input_shape = tuple(example.shape[1:])
     return bm
+
+
+class _UnsupportedNodes(logging.Handler):
+    """Collects the operators auto_LiRPA logs as unsupported while it builds a graph."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.ops = []
+
+    def emit(self, record):
+        op = getattr(record.args[0], "op", None) if isinstance(record.args, tuple) and record.args else None
+        if isinstance(op, str) and op not in self.ops:
+            self.ops.append(op)
+
+
+_LIRPA_DIR = os.path.dirname(os.path.abspath(auto_LiRPA.__file__))
+
+
+def _raised_in_lirpa(exc: BaseException) -> Optional[str]:
+    """'file.py:line' of the innermost auto_LiRPA frame when ``exc`` was raised inside
+    auto_LiRPA (or a library it called), else None."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = os.path.dirname(os.path.abspath(__file__))
+    for f in reversed(frames):
+        path = os.path.abspath(f.filename)
+        if path.startswith(ours + os.sep):
+            return None       # raised by the plugin's own code (e.g. its bound operators)
+        if path.startswith(_LIRPA_DIR + os.sep):
+            return f"{os.path.relpath(path, os.path.dirname(_LIRPA_DIR))}:{f.lineno}"
+    return None
+
+
+@contextlib.contextmanager
+def lirpa_unsupported(source: str, catch: Tuple[type, ...] = (Exception,)) -> Iterator[None]:
+    """auto_LiRPA failing on a network it has no bounds for (an operator it does not support,
+    or an operator form its bound code does not handle: it raises NotImplementedError,
+    AssertionError, IndexError...) becomes an UnsupportedOperatorError naming ``source`` and
+    the operators. Only exceptions of the ``catch`` types raised inside auto_LiRPA count (one
+    raised in the plugin's own code stays what it is). auto_LiRPA's log, which goes to stdout,
+    is kept out of the output meanwhile."""
+    logger = logging.getLogger("auto_LiRPA.utils")
+    collect = _UnsupportedNodes()
+    logger.addHandler(collect)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    except UnsupportedOperatorError:
+        raise
+    except catch as exc:
+        where = _raised_in_lirpa(exc)
+        if where is None:
+            raise
+        ops = f" (unsupported: {', '.join(collect.ops)})" if collect.ops else ""
+        detail = f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''} at {where}"
+        raise UnsupportedOperatorError(f"{source}: auto_LiRPA cannot bound this network{ops}: "
+                                       f"{detail}") from exc
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
 
 
 def _linear_over_box(node):

@@ -333,3 +333,27 @@ def test_chunked_bounds_equal_one_pass():
     one = qp.compute_bounds(bm, lower, upper, "crown", C=C, chunk=None)
     parts = qp.compute_bounds(bm, lower, upper, "crown", C=C, chunk=2)
     assert torch.allclose(one[0], parts[0]) and torch.allclose(one[1], parts[1])
+
+
+def test_lirpa_unsupported_converts_only_auto_lirpa_failures():
+    """Failures raised inside auto_LiRPA become UnsupportedOperatorError naming the source;
+    the plugin's own exceptions (a bug, not the network) and types outside ``catch`` stay."""
+    from auto_LiRPA.operators import BoundDiv
+
+    from qnn_plugin.bounded import lirpa_unsupported
+    from qnn_plugin.errors import UnsupportedOperatorError
+
+    def lirpa_failure():   # BoundDiv on two perturbed inputs with a divisor interval around 0
+        node = BoundDiv({}, [], 0, {})
+        node.inputs = [None, None]
+        node.interval_propagate((torch.zeros(1), torch.ones(1)), (-torch.ones(1), torch.ones(1)))
+
+    with pytest.raises(UnsupportedOperatorError, match=r"^model\.onnx: auto_LiRPA cannot bound this network: AssertionError at auto_LiRPA/operators/"):
+        with lirpa_unsupported("model.onnx"):
+            lirpa_failure()
+    with pytest.raises(AssertionError):
+        with lirpa_unsupported("model.onnx", catch=(NotImplementedError,)):
+            lirpa_failure()
+    with pytest.raises(NotImplementedError):
+        with lirpa_unsupported("model.onnx"):
+            raise NotImplementedError("the plugin's own")

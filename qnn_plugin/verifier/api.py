@@ -24,6 +24,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..bounded import lirpa_unsupported
 from ..forked import Forked
 from ..spec import Spec, read_vnnlib
 from . import attack, bab, intprog
@@ -79,13 +80,23 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
         spec = read_vnnlib(spec)
     net = Network(model, dev)
     spec.check_model(net.n_in, net.n_out)
+    opts = bab.Options(method=method, split=split, branch=branch, batch=batch,
+                       progress=_reporter() if progress else None, lagrangian=lagrangian)
+    # an operator auto_LiRPA has no bound for with the method asked (NotImplementedError on
+    # the first bound computation that reaches it): an unsupported-operator error, not a crash
+    with lirpa_unsupported(net.path, catch=(NotImplementedError,)):
+        return _verify(net, spec, opts, t0=t0, deadline=deadline, seed=seed,
+                       attack_starts=attack_starts, attack_steps=attack_steps, milp=milp)
+
+
+def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline: float,
+            seed: int, attack_starts: int, attack_steps: int, milp: bool) -> VerifyResult:
+    """verify's cases, one after the other, on the loaded network."""
+    dev, method = net.device, opts.method
     checker = Checker(net)
     stats = dict(time_load=time.monotonic() - t0, time_attack=0.0, time_bab=0.0,
                  input_grid=float(net.grid is not None), cases=float(len(spec.cases)))
     gen = torch.Generator().manual_seed(seed)
-    report = _reporter() if progress else None
-    opts = bab.Options(method=method, split=split, branch=branch, batch=batch, progress=report,
-                       lagrangian=lagrangian)
     verdicts = []
     for i, case in enumerate(spec.cases):
         if not case.unsafe:  # an empty disjunction: nothing is unsafe in this box

@@ -15,7 +15,7 @@ import onnx
 import torch
 from torch import Tensor
 
-from ..bounded import bounded, compute_bounds
+from ..bounded import bounded, compute_bounds, lirpa_unsupported
 from ..errors import InputShapeError, ModelLoadError
 from ..onnx_import import load_onnx
 from . import grid as grid_mod
@@ -60,11 +60,12 @@ class Network:
     def bounded_module(self):
         if self._bm is None:
             example = torch.zeros(1, *self.input_shape, device=self.device)
-            self._bm = bounded(self.domain, example, self.device)
+            bm = bounded(self.domain, example, self.device, source=self.path)
             # one interval pass marks which nodes depend on the input and records their
             # shapes (find_layers and the batch sizing read them)
-            with torch.no_grad():
-                compute_bounds(self._bm, example, example, "ibp")
+            with torch.no_grad(), lirpa_unsupported(self.path):
+                compute_bounds(bm, example, example, "ibp")
+            self._bm = bm
         return self._bm
 
     def evaluate(self, points: Tensor, chunk: int = 4096) -> Tensor:

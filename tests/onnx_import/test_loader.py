@@ -100,3 +100,22 @@ def test_bounding_with_wrong_shapes_gives_clear_errors():
     bm = qp.bounded(net, torch.zeros(2, 3))
     with pytest.raises(qp.InputShapeError, match=r"expected \(batch, 3\)"):
         qp.compute_bounds(bm, torch.zeros(2, 4), torch.ones(2, 4))
+
+
+def test_cast_of_an_integer_tensor_to_float_gives_float():
+    """ArgMax gives an int64 tensor in torch; Cast to float must make it float32 (values are
+    otherwise carried as float32 already), or the next MatMul fails on mixed dtypes."""
+    from onnx import numpy_helper
+
+    w = numpy_helper.from_array(np.array([[0.5, -1.0]], np.float32), "W")
+    nodes = [helper.make_node("ArgMax", ["X"], ["a"], axis=1, keepdims=1),
+             helper.make_node("Cast", ["a"], ["c"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["c", "W"], ["Y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 2])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    x = np.array([[0.1, 0.9, 0.3], [2.0, -1.0, 0.0], [0.0, 0.0, 5.0]], np.float32)
+    y = qp.load_onnx(model)(torch.tensor(x))
+    assert y.dtype == torch.float32
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+    assert np.array_equal(y.numpy(), want)

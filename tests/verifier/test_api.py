@@ -150,3 +150,74 @@ def test_a_model_onnxruntime_cannot_run_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(UnsupportedOperatorError, match=r"net\.onnx: onnxruntime .* cannot run this model"):
         verify(path, spec, timeout=10)
     monkeypatch.setattr(ort, "InferenceSession", real)
+
+
+def _qdq_then(tmp_path, middle, name):
+    """X (N, 2) -> QuantizeLinear -> DequantizeLinear -> MatMul -> ``middle`` nodes (from "h"
+    to "m") -> MatMul -> Y (N, 2), saved as ``name``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.uint8(128), "z"),
+             numpy_helper.from_array(rng.normal(size=(2, 3)).astype(np.float32), "W1"),
+             numpy_helper.from_array(rng.normal(size=(3, 2)).astype(np.float32), "W2")]
+    nodes = [helper.make_node("QuantizeLinear", ["X", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("MatMul", ["d", "W1"], ["h"]), *middle,
+             helper.make_node("MatMul", ["m", "W2"], ["Y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def _nodes(*specs):
+    from onnx import helper
+
+    return [helper.make_node(op, ins, outs, **attrs) for op, ins, outs, attrs in specs]
+
+
+# operators onnx2torch converts but auto_LiRPA 0.3 cannot bound, each failing at another stage
+UNBOUNDABLE = {
+    # auto_LiRPA has no bound operator: it refuses the graph when it builds it
+    "selu": (_nodes(("Selu", ["h"], ["m"], {})), r"unsupported: onnx::Selu"),
+    # ArgMax gives int64, Cast makes it float (the model runs), and auto_LiRPA has no ArgMax
+    "argmax": (_nodes(("ArgMax", ["h"], ["a"], {"axis": 1, "keepdims": 1}),
+                      ("Cast", ["a"], ["c"], {"to": 1}), ("Add", ["h", "c"], ["m"], {})),
+               r"unsupported: onnx::ArgMax"),
+    # builds, but has no linear bound: fails on the first CROWN pass
+    "softmax": (_nodes(("Softmax", ["h"], ["m"], {"axis": 1})), r"NotImplementedError"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNBOUNDABLE))
+def test_an_operator_auto_lirpa_cannot_bound_is_an_unsupported_operator_error(tmp_path, name, capsys):
+    """A clear error naming the file (and the operator, where auto_LiRPA says which), never a
+    raw exception, and nothing of auto_LiRPA's log on stdout (where the CLI prints the verdict)."""
+    from qnn_plugin.errors import UnsupportedOperatorError
+
+    nodes, pattern = UNBOUNDABLE[name]
+    path = _qdq_then(tmp_path, nodes, f"{name}.onnx")
+    spec = Spec((Case(np.full(2, -0.2), np.full(2, 0.2), (Polytope(np.array([[1.0, -1.0]]), np.array([-50.0])),)),),
+                2, 2, "<t>")
+    with pytest.raises(UnsupportedOperatorError, match=rf"{name}\.onnx.*auto_LiRPA cannot bound.*{pattern}"):
+        verify(path, spec, timeout=10)
+    assert capsys.readouterr().out == ""
+
+
+def test_an_unboundable_operator_through_the_cli_writes_error_and_exits_non_zero(tmp_path, capsys):
+    """An input error (its message), not an internal one (a traceback and "please report")."""
+    from qnn_plugin.cli_verify import main as verify_main
+
+    path = _qdq_then(tmp_path, UNBOUNDABLE["selu"][0], "selu.onnx")
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(_vnnlib([-0.2, -0.2], [0.2, 0.2], [([1.0, -1.0], -50.0)], 2))
+    rf = tmp_path / "out.txt"
+    assert verify_main([path, str(prop), "--timeout", "10", "--results-file", str(rf)]) == 2
+    assert rf.read_text().strip() == "error"
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == "error"
+    assert "selu.onnx: auto_LiRPA cannot bound this network (unsupported: onnx::Selu)" in out.err
+    assert "internal error" not in out.err and "Traceback" not in out.err

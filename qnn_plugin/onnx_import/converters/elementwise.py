@@ -66,13 +66,21 @@ class Identity(nn.Module):
         return x
 
 
+class ToFloat(nn.Module):
+    """Cast to float: values are carried in float32 already, except the int64 tensors that
+    some onnx2torch converters return (ArgMax, shape arithmetic)."""
+
+    def forward(self, x):
+        return x if x.is_floating_point() else x.to(torch.float32)
+
+
 @converter("Cast", since_versions("Cast", first=6))
 def cast(node, graph):
     x = node.input_values[0]
     to = int(node.attributes["to"])
     src = elem_type(graph, x)
     if to in (TensorProto.FLOAT, TensorProto.DOUBLE):
-        return result(Identity(), node, [x])  # values are carried in float32 already
+        return result(ToFloat(), node, [x])
     target, source = int_type(to), int_type(src)
     if target is None:
         raise UnsupportedOperatorError(
