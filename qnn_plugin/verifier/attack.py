@@ -33,17 +33,47 @@ def candidates(net: Network, problem: Problem, points: Tensor, keep: int = 8) ->
     return points[order]
 
 
+def seeds(net: Network, problem: Problem, n: int, keep: int, gen: torch.Generator,
+          deadline: Optional[float] = None) -> Tensor:
+    """Inputs (at most ``keep``, N x n_in) at the lowest margins among ``n`` random domain
+    points of the inner box, lowest first (violating ones included): PGD starts near the
+    boundary. On the three ACAS Xu sat instances whose counterexamples PGD from random starts
+    missed, a million samples came within 3e-5 to 5e-4 of the boundary, and 100 PGD steps
+    from the best 1,024 (first step 0.3% of the box) crossed it in 9 of 9 seeded runs (with
+    a quarter of the samples: 6 of 9)."""
+    lo, hi = net.domain_box(problem.inner_lower, problem.inner_upper)
+    best_pts, best_m = lo.new_zeros(0, lo.numel()), lo.new_zeros(0)
+    chunk = 1 << 16
+    for start in range(0, n, chunk):
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        pts = random_points(net, lo, hi, min(chunk, n - start), gen)
+        m = problem.margins(net.evaluate(pts))
+        pts, m = torch.cat([best_pts, pts]), torch.cat([best_m, m])
+        order = torch.argsort(m)[:keep]
+        best_pts, best_m = pts[order], m[order]
+    return net.to_inputs(best_pts, problem.inner_lower, problem.inner_upper)
+
+
 def pgd(net: Network, problem: Problem, n_starts: int, steps: int, gen: torch.Generator,
-        deadline: Optional[float] = None) -> Tensor:
+        deadline: Optional[float] = None, starts: Optional[Tensor] = None,
+        first_step: float = 0.25) -> Tensor:
     """L-inf PGD on the whole network (straight-through gradients through the quantizers) from
-    ``n_starts`` random starts inside the inner box; returns violating inputs (N, n_in)."""
+    ``n_starts`` random starts inside the inner box, or from the given ``starts`` (inputs,
+    e.g. from ``seeds``); the step starts at ``first_step`` x the box width and halves every
+    quarter of the steps. Returns violating inputs (N, n_in)."""
     lo, hi = problem.inner_lower, problem.inner_upper
-    if n_starts <= 0 or steps <= 0 or not bool((lo <= hi).all()):
+    if steps <= 0 or not bool((lo <= hi).all()):
         return lo.new_zeros(0, lo.numel())
     width = hi - lo
-    x = lo + torch.rand((n_starts, lo.numel()), generator=gen).to(lo.device) * width
+    if starts is None:
+        x = lo + torch.rand((max(n_starts, 0), lo.numel()), generator=gen).to(lo.device) * width
+    else:
+        x = starts.to(lo.device).clone()
+    if x.shape[0] == 0:
+        return lo.new_zeros(0, lo.numel())
     found = []
-    step = width * 0.25
+    step = width * first_step
     for i in range(steps):
         if deadline is not None and time.monotonic() > deadline:
             break
