@@ -185,16 +185,17 @@ def _root_proves(net, problem, lo, hi, method, stats) -> bool:
 def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> Optional[Counterexample]:
     t = time.monotonic()
     try:
-        # first from the best of many random points (a budget of about 2**22 input values: a
-        # million points of a 5-input network, 5,000 of a 784-input one), with small steps,
-        # then from random starts
-        n_in = net.n_in
-        near = attack.seeds(net, problem, int(min(1 << 20, max(4096, (1 << 22) // n_in))),
-                            int(min(1024, max(starts, (1 << 16) // n_in))), gen,
-                            time.monotonic() + 0.5 * (deadline - time.monotonic()))
-        xs = attack.pgd(net, problem, 0, 2 * steps, gen, deadline, starts=near, first_step=0.003)
+        # from random starts, then from the best of many random points (a budget of about
+        # 2**22 input values: a million points of a 5-input network, 5,000 of a 784-input
+        # one) with small steps
+        xs = attack.pgd(net, problem, starts, steps, gen, deadline)
         if xs.shape[0] == 0:
-            xs = attack.pgd(net, problem, starts, steps, gen, deadline)
+            n_in = net.n_in
+            near = attack.seeds(net, problem, int(min(1 << 20, max(4096, (1 << 22) // n_in))),
+                                int(min(1024, max(starts, (1 << 16) // n_in))), gen,
+                                time.monotonic() + 0.5 * (deadline - time.monotonic()))
+            xs = attack.pgd(net, problem, 0, 2 * steps, gen, deadline, starts=near,
+                            first_step=0.003)
         for x in xs[:8]:
             v = checker.check(x.detach().cpu().numpy(), problem)
             if v.confirmed:
