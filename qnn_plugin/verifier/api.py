@@ -65,6 +65,8 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     also enter each domain's output bound as constraints on the input (beta-CROWN's
     multipliers, ``lagrangian.py``), for as long as that refutes enough to pay. Bad input
     raises a QnnPluginError subclass whose message names the file and what is wrong.
+    ``attack_starts``/``attack_steps``: PGD's random starts and steps (0 turns PGD off, its
+    second phase from the best of many random samples included).
     """
     t0 = time.monotonic()
     # stop early enough to return (and write results) before the timeout expires
@@ -187,9 +189,9 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
     try:
         # from random starts, then from the best of many random points (a budget of about
         # 2**22 input values: a million points of a 5-input network, 5,000 of a 784-input
-        # one) with small steps
+        # one) with small steps; starts=0 or steps=0 turns PGD off altogether
         xs = attack.pgd(net, problem, starts, steps, gen, deadline)
-        if xs.shape[0] == 0:
+        if xs.shape[0] == 0 and starts > 0 and steps > 0:
             n_in = net.n_in
             near = attack.seeds(net, problem, int(min(1 << 20, max(4096, (1 << 22) // n_in))),
                                 int(min(1024, max(starts, (1 << 16) // n_in))), gen,
