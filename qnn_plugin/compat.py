@@ -301,15 +301,11 @@ def _fold_constant_operand(original, signs):
 
 
 def _source(module: str, func: str) -> str:
+    """The source of ``module``'s ``func`` (dotted for a method: "Class.method")."""
+    import functools
     import inspect
 
-    return inspect.getsource(getattr(_lirpa(module), func))
-
-
-def _source_attr(module: str, cls: str, func: str) -> str:
-    import inspect
-
-    return inspect.getsource(getattr(getattr(_lirpa(module), cls), func))
+    return inspect.getsource(functools.reduce(getattr, func.split("."), _lirpa(module)))
 
 
 def _dotted_module_names() -> bool:
@@ -336,8 +332,8 @@ def _onnx2torch_domain_names():
 @_fix("div_constant_sign", "BoundDiv.interval_propagate asserts a positive divisor, also when it is a "
       "constant (its constant-operand branch is shadowed by a second definition): interval "
       "bounds of x / c crash for c < 0",
-      lambda: "assert (y[0] > 0).all()" in _source_attr("auto_LiRPA.operators", "BoundDiv",
-                                                        "interval_propagate"),
+      lambda: "assert (y[0] > 0).all()" in _source("auto_LiRPA.operators",
+                                                   "BoundDiv.interval_propagate"),
       phase="post")
 def _div_constant_sign():
     cls = _lirpa("auto_LiRPA.operators").BoundDiv

@@ -17,6 +17,7 @@ representative that failed would only cost a counterexample, never soundness.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import operator
 from dataclasses import dataclass
@@ -117,6 +118,7 @@ def _const(gm: fx.GraphModule, node) -> Optional[Tensor]:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _onnx2torch_ops() -> dict:
     """onnx2torch's functions for ONNX Add/Sub/Mul/Div -> our names. Its Div is a function of
     its own (true division for float operands, as the input is here), not torch.div."""
