@@ -6,10 +6,16 @@ Two kinds of neuron are split:
   auto_LiRPA as a reference bound on the pre-activation (so the ReLU is linear or zero there,
   and every later layer's bounds are recomputed with it);
 * a quantization step (QuantStep) whose input bounds span several levels k_l..k_u: one child
-  keeps levels k_l..m, the other m+1..k_u (m the middle level). The constraint enters as a
-  tighter clamp of that step on this domain: on inputs that satisfy it, clamping changes
-  nothing, and the clamped staircase is again a staircase whose relaxation the plugin's bound
-  operator computes exactly. No split lands on a rounding tie: levels are split, not values.
+  keeps levels k_l..m, the other m+1..k_u. The constraint enters twice: as a tighter clamp of
+  that step on this domain (on inputs that satisfy it, clamping changes nothing, and the
+  clamped staircase is again a staircase whose relaxation the plugin's bound operator
+  computes exactly), and as the interval of inputs those levels take (``level_limits``),
+  intersected into the step's input bounds, so the step is relaxed over those inputs alone
+  (a clamp alone leaves a flat stretch that a sloped line must also stay under or above). No
+  split lands on a rounding tie: levels are split, not values. A staircase's relaxation is
+  about one level wide however many levels it spans, so a split narrows it only where a
+  child keeps one level or part of one: m is the lowest, middle or next-to-highest level,
+  whichever narrows the step's CROWN lines most (``_split_gain``).
 
 Both children together cover the parent (every input's level or sign is in one of them), so
 dropping a child whose bounds prove it safe is sound. The constraints are not pushed back into
@@ -37,7 +43,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..bounds import BoundQuantStep, _MonotoneBound
+from ..bounds import _WIDEN_ABS, _WIDEN_REL, BoundQuantStep, _MonotoneBound
 from ..ops import quant_step
 from auto_LiRPA.operators import BoundRelu
 
@@ -115,8 +121,9 @@ def install(layers: List[Layer], state: Dict[str, Tensor]):
     """Put the constraints of a batch of domains in place. Returns the reference bounds to
     pass to compute_bounds (ReLU pre-activations carry their split: 0 or +-inf, which
     auto_LiRPA intersects in exactly) and the inherited bounds (``p{i}``/``q{i}``, a
-    parent's, valid on its children: their input boxes and constraints are subsets of its),
-    by node name, for ``bounded.py`` to intersect with each node's own bounds as they are
+    parent's, valid on its children: their input boxes and constraints are subsets of its;
+    for a step layer, also the interval its split levels take, ``level_limits``), by node
+    name, for ``bounded.py`` to intersect with each node's own bounds as they are
     computed (auto_LiRPA's reference-bound formula keeps gradients at the cost of a rounding
     in either direction, which would build up from parent to child)."""
     ref, inherited = {}, {}
@@ -132,10 +139,37 @@ def install(layers: List[Layer], state: Dict[str, Tensor]):
             n = state[f"l{i}"].shape[0]
             layer.node.split_lo = state[f"l{i}"].view(n, *layer.shape)
             layer.node.split_hi = state[f"h{i}"].view(n, *layer.shape)
+            # the split's levels confine the step's input: intersect it into the node's bounds,
+            # so the step is relaxed over the inputs the domain keeps (a clamp alone leaves a
+            # flat stretch that a sloped line must also stay under or above)
+            zlo, zhi = (t.view(n, *layer.shape) for t in level_limits(layer, state[f"l{i}"],
+                                                                        state[f"h{i}"]))
+            if f"p{i}" in state:
+                zlo = torch.maximum(zlo, state[f"p{i}"].view(n, *layer.shape))
+                zhi = torch.minimum(zhi, state[f"q{i}"].view(n, *layer.shape))
+            inherited[name] = (zlo, zhi)
+            continue
         if f"p{i}" in state:
             inherited[name] = (state[f"p{i}"].view(n, *layer.shape),
                                state[f"q{i}"].view(n, *layer.shape))
     return ref, inherited
+
+
+def level_limits(layer: Layer, k_lo: Tensor, k_hi: Tensor) -> Tuple[Tensor, Tensor]:
+    """(N, numel) limits on a step layer's input implied by level ranges [k_lo, k_hi]: level k
+    takes inputs in [(k - z + d - 1) s, (k - z + d) s] (scale s > 0, zero point z, d the
+    rounding's offset; both ends kept, whichever level a tie goes to), widened outward like the
+    step's own input bounds (x / s is rounded in float32). -inf / +inf where a range is open or
+    reaches the clamp's end (saturated inputs reach past the edge)."""
+    node = layer.node
+    flat = lambda t: t.expand(layer.shape).reshape(1, -1)   # per-channel scales too
+    s, z = flat(node.scale), flat(node.zero_point)
+    lower = (k_lo - z + node.delta - 1) * s
+    upper = (k_hi - z + node.delta) * s
+    lower = lower - (_WIDEN_REL * lower.abs() + _WIDEN_ABS * s)
+    upper = upper + (_WIDEN_REL * upper.abs() + _WIDEN_ABS * s)
+    return (torch.where(torch.isfinite(k_lo) & (k_lo > node.lo), lower, -_INF),
+            torch.where(torch.isfinite(k_hi) & (k_hi < node.hi), upper, _INF))
 
 
 def input_bounds(layers: List[Layer], n: int) -> List[Tuple[Tensor, Tensor]]:
@@ -192,26 +226,36 @@ def empty(layers: List[Layer], state: Dict[str, Tensor], n: int) -> Tensor:
     return out.detach()
 
 
-def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]]) -> Tensor:
-    """(N, total neurons) branching priority, -1 for settled or already split neurons: the
-    relaxation gap (ReLU: the triangle's height -l*u/(u-l); step: levels spanned) times the
-    output's sensitivity |A| (from the decisive row's linear bound, when available)."""
-    parts = []
+def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]], inputs=None):
+    """Branching priority (N, total neurons), -1 for settled or already split neurons, and per
+    layer the level each step splits after (N, numel; None for ReLUs and without ``inputs``):
+    the relaxation gap a split removes (ReLU: the triangle's height -l*u/(u-l); step: see
+    _split_gain, given ``inputs``, each layer's (N, numel) input bounds; else the levels
+    spanned) times the output's sensitivity |A| (from the decisive row's linear bound, when
+    available)."""
+    parts, at = [], []
     for i, (layer, (lo, hi), a) in enumerate(zip(layers, rngs, sens)):
+        cut = None
         if layer.kind == RELU:
             open_ = (lo < 0) & (hi > 0) & (state[f"r{i}"] == 0)
             gap = torch.where(open_, -lo * hi / (hi - lo).clamp(min=1e-30), torch.zeros_like(lo))
         else:
             open_ = hi > lo
-            gap = torch.where(open_, hi - lo, torch.zeros_like(lo))
+            if inputs is None:   # no input bounds: levels spanned, split in the middle
+                gap, cut = torch.where(open_, hi - lo, torch.zeros_like(lo)), None
+            else:
+                gap, cut = _split_gain(layer, lo, hi, *inputs[i])
+                gap = torch.where(open_, gap, torch.zeros_like(lo))
+        at.append(cut)
         weight = a.abs() + 1e-6 if a is not None else torch.ones_like(gap)
         parts.append(torch.where(open_, gap * weight + 1e-12, torch.full_like(gap, -1.0)))
-    return torch.cat(parts, dim=1)
+    return torch.cat(parts, dim=1), at
 
 
-def branch(layers: List[Layer], state: Dict[str, Tensor], rngs, flat: Tensor):
+def branch(layers: List[Layer], state: Dict[str, Tensor], rngs, flat: Tensor, at=None):
     """Two children per domain, splitting neuron ``flat`` (index into the concatenated layers):
-    returns the children's state (2N rows: all first children, then all second children)."""
+    returns the children's state (2N rows: all first children, then all second children). A
+    step splits after level ``at[layer]`` (N, numel) when given, else after its middle level."""
     sizes = torch.tensor([layer.numel for layer in layers], device=flat.device)
     offsets = torch.cumsum(sizes, 0) - sizes
     which = torch.searchsorted(torch.cumsum(sizes, 0), flat, right=True)
@@ -228,7 +272,45 @@ def branch(layers: List[Layer], state: Dict[str, Tensor], rngs, flat: Tensor):
             kids[f"r{i}"][r + n, j] = 1       # second child: >= 0
         else:
             kl, ku = rngs[i][0][r, j], rngs[i][1][r, j]
-            mid = torch.floor((kl + ku) / 2)
+            mid = torch.floor((kl + ku) / 2) if at is None or at[i] is None else at[i][r, j]
             kids[f"h{i}"][r, j] = torch.minimum(kids[f"h{i}"][r, j], mid)
             kids[f"l{i}"][r + n, j] = torch.maximum(kids[f"l{i}"][r + n, j], mid + 1)
     return kids
+
+
+def _gap(node, l: Tensor, u: Tensor, k_lo: Optional[Tensor] = None,
+         k_hi: Optional[Tensor] = None) -> Tensor:
+    """Vertical gap between the step's CROWN lines over [l, u] (the best candidate slope), its
+    levels clamped to [k_lo, k_hi] when given, as a split installs them: the input limits of
+    a level range are closed and widened, so they reach into the next level."""
+    saved = node.split_lo, node.split_hi
+    if k_lo is not None:
+        node.split_lo, node.split_hi = k_lo, k_hi
+    try:
+        a = node._crown_slope(l, u)
+        _, inf, _, sup = node._lines(a, a, l, u)
+    finally:
+        node.split_lo, node.split_hi = saved
+    return (sup - inf).clamp(min=0)
+
+
+def _split_gain(layer: Layer, k_lo: Tensor, k_hi: Tensor, l: Tensor, u: Tensor):
+    """How much a split narrows a step's relaxation, and where: the gap over its input bounds
+    minus the children's mean gap (each over the inputs of the levels it keeps), for a split
+    after the lowest, the middle or the next-to-highest level; the best of them and its level."""
+    node = layer.node
+    l, u = node._widen(l, u)
+    g = _gap(node, l, u)
+    best, cut = None, None
+    for m in (k_lo, torch.floor((k_lo + k_hi) / 2), k_hi - 1):
+        m = torch.minimum(torch.maximum(m, k_lo), k_hi - 1)
+        _, up1 = level_limits(layer, torch.full_like(m, -_INF), m)
+        lo2, _ = level_limits(layer, m + 1, torch.full_like(m, _INF))
+        gain = g - 0.5 * (_gap(node, l, torch.minimum(u, up1), k_lo, m)
+                          + _gap(node, torch.maximum(l, lo2), u, m + 1, k_hi))
+        if best is None:
+            best, cut = gain, m
+        else:
+            better = gain > best
+            best, cut = torch.where(better, gain, best), torch.where(better, m, cut)
+    return best.clamp(min=0), cut

@@ -237,7 +237,10 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
     fields = dict(lo=lo.unsqueeze(0), hi=hi.unsqueeze(0),
                   open=torch.ones(1, problem.n_poly, dtype=torch.bool, device=lo.device),
                   depth=torch.zeros(1, dtype=torch.int64, device=lo.device),
-                  key=torch.full((1,), -_INF, device=lo.device))
+                  key=torch.full((1,), -_INF, device=lo.device),
+                  # the best bound of each row known on the domain: its parent's until it is
+                  # bounded (a subset of the parent's inputs), where CROWN can come out looser
+                  best_lb=torch.full((1, problem.n_rows), -_INF, device=lo.device))
     fields.update(act.initial_state(layers, lo.device, opts.inherit))
     pool = _Pool(fields)
     if time.monotonic() > deadline:
@@ -265,6 +268,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         # stop when even the cheapest round seen so far would end past the deadline
         if time.monotonic() + (min_round or 0.0) > deadline:
             stats["domains_open"] = len(pool)
+            stats["open_min_margin"] = float(pool.f["key"].min())
             return Outcome("timeout", stats=stats, message=f"{len(pool)} domains open")
         if pool.nbytes() > opts.max_pool_bytes:
             return Outcome("unknown", stats=stats, message=f"gave up: {len(pool)} open domains "
@@ -304,6 +308,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             batch = max(1, batch // 2)
             continue
         stats["boxes_bounded"] += int(d["lo"].shape[0])
+        bd.lb = d["best_lb"] = torch.maximum(bd.lb, d["best_lb"])
         if lagrangian is not None:
             stats["lagrangian_tried"] = lagrangian.tried
             stats["lagrangian_refuted"] = lagrangian.refuted
@@ -336,13 +341,14 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         if layers:
             rows = torch.arange(d["lo"].shape[0], device=lo.device)
             sens = [None if a is None else a[rows, worst_row] for a in bd.layer_A]
-            sc = act.scores(layers, bd.ranges, state, sens)
+            sc, at = act.scores(layers, bd.ranges, state, sens, bd.inputs)
             best, flat = sc.max(dim=1)
             by_act = best > 0
         if bool(by_act.any()):
             sub = _take(d, by_act)
             kids = act.branch(layers, {k: sub[k] for k in state_keys},
-                              [(r[0][by_act], r[1][by_act]) for r in bd.ranges], flat[by_act])
+                              [(r[0][by_act], r[1][by_act]) for r in bd.ranges], flat[by_act],
+                              [None if c is None else c[by_act] for c in at])
             pool.push(dict(lo=sub["lo"].repeat(2, 1), hi=sub["hi"].repeat(2, 1),
                            open=sub["open"].repeat(2, 1), depth=(sub["depth"] + 1).repeat(2),
                            key=key[by_act].repeat(2), **kids))
@@ -450,11 +456,13 @@ def _input_split(net, problem, d, bd, worst_row, key, opts, integer, batch, stat
     state = {k: d[k] for k in state_keys}
     n = d["lo"].shape[0]
     if opts.split == "strong":
-        lo, hi, open_, ckey, pick = _strong_split(net, problem, d["lo"], d["hi"], d["open"], bd.lA,
-                                                  worst_row, opts, integer, batch, stats,
-                                                  layers, state)
+        lo, hi, open_, ckey, pick, clb = _strong_split(net, problem, d["lo"], d["hi"], d["open"],
+                                                       bd.lA, worst_row, opts, integer, batch,
+                                                       stats, layers, state)
         kids = dict(lo=lo, hi=hi, open=open_, depth=(d["depth"] + 1).repeat(2), key=ckey)
         kids.update({k: v[pick % n] for k, v in state.items()})
+        if "best_lb" in kids:   # bounded already: their own bounds (no looser than the parent's)
+            kids["best_lb"] = clb
         alive = open_.any(dim=1)
         return _take(kids, alive)
     scores = split_scores(d["lo"], d["hi"], bd.lA, worst_row, opts.split)
@@ -505,8 +513,9 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
     """Strong branching: bound both children for each candidate dimension and keep the split
     whose children are best on average. Candidates: every splittable dimension of a
     low-dimensional input, else the best few by estimated gain and by width. Returns the
-    children (left ones, then right ones), their open polytopes and keys, and for each child
-    the index (mod N) of its parent."""
+    children (left ones, then right ones), their open polytopes and keys, for each child the
+    index (mod N) of its parent, and the children's bounds (no looser than their parent's
+    ``best_lb`` in ``state``, when there)."""
     n = lo.shape[1]
     width = (hi - lo).float()
     if n <= 8:
@@ -545,11 +554,15 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
     # mean of the children's (non-positive) margin bounds: splits that leave the worst region's
     # bound alone but halve the box still count (the min of the two would stall on them)
     gain = keys.clamp(max=0).mean(dim=1)
+    if "best_lb" in all_state:   # the parents' bounds hold on their children (kept out of the
+        # choice above: there, children's bounds looser than their parent's still rank splits)
+        lb = torch.maximum(lb, all_state["best_lb"])
+        all_open, keys = _box_keys(problem, lb, rep(open_) & ~empty.unsqueeze(1))
     quality = torch.where(splittable, gain, torch.full_like(gain, -_INF))
     best = quality.argmax(dim=0)                                       # (N,)
     idx = torch.arange(N, device=lo.device)
     pick = torch.cat([best * 2 * N + idx, best * 2 * N + N + idx])     # left kids, right kids
-    return all_lo[pick], all_hi[pick], all_open[pick], keys.view(-1)[pick], pick
+    return all_lo[pick], all_hi[pick], all_open[pick], keys.reshape(-1)[pick], pick, lb[pick]
 
 
 def _centre(lo: Tensor, hi: Tensor, integer: bool) -> Tensor:

@@ -39,7 +39,6 @@ from torch import Tensor
 from auto_LiRPA import BoundedTensor, PerturbationLpNorm
 from auto_LiRPA.operators import BoundRelu
 
-from ..bounds import _WIDEN_ABS, _WIDEN_REL
 from . import activations as act
 
 _INF = float("inf")
@@ -194,17 +193,7 @@ class Lagrangian:
             n = s.shape[0]
             pad = _BAND * (1 + torch.maximum(pre.lower.abs(), pre.upper.abs()).reshape(n, -1))
             return (torch.where(s > 0, -pad, -_INF), torch.where(s < 0, pad, _INF))
-        k_lo, k_hi = state[f"l{i}"], state[f"h{i}"]
-        flat = lambda t: t.expand(layer.shape).reshape(1, -1)   # per-channel scales too
-        s, z = flat(node.scale), flat(node.zero_point)
-        lower = (k_lo - z + node.delta - 1) * s
-        upper = (k_hi - z + node.delta) * s
-        # outward by the step's own input widening (BoundQuantStep._widen), per neuron
-        lower = lower - (_WIDEN_REL * lower.abs() + _WIDEN_ABS * s)
-        upper = upper + (_WIDEN_REL * upper.abs() + _WIDEN_ABS * s)
-        # a limit at the clamp's end says nothing (saturated inputs reach past the edge)
-        t_lo = torch.where(torch.isfinite(k_lo) & (k_lo > node.lo), lower, -_INF)
-        t_hi = torch.where(torch.isfinite(k_hi) & (k_hi < node.hi), upper, _INF)
+        t_lo, t_hi = act.level_limits(layer, state[f"l{i}"], state[f"h{i}"])
         if _source(layer)[1]:   # through a ReLU: relu(p) >= t says p >= t only for t > 0
             t_lo = torch.where(t_lo > 0, t_lo, -_INF)
         return t_lo, t_hi

@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qnn_plugin import onnx_builders as ob
 from qnn_plugin.verifier import activations as act
@@ -75,12 +77,23 @@ def test_constrained_step_bounds_contain_every_satisfying_point(tmp_path):
         codes = torch.cartesian_prod(torch.arange(60.0, 181.0), torch.arange(60.0, 181.0))
         rows = net.evaluate(codes) @ problem.C.T
         level = _first_hidden_level(built, codes)
+        bm = net.bounded_module
+        with torch.no_grad():
+            bm(codes)
+        z = layers[0].node.inputs[0].forward_value[:, 0]   # the split step's input
         for child in range(2):
             part = {k: v[child:child + 1] for k, v in kids.items()}
             bd = bound_rows(net, problem, lo, hi, "crown", False, layers, part)
             inside = (level >= part["l0"][0, 0]) & (level <= part["h0"][0, 0])
             assert inside.any()
             assert (rows[inside].min(dim=0).values >= bd.lb[0] - 1e-4).all()
+            # the split confines the step's input to the levels kept: its bounds hold for
+            # every point kept and exclude those of the other child's levels (but for inputs
+            # on the edge between them, within the outward widening)
+            zl, zu = bd.inputs[0][0][0, 0], bd.inputs[0][1][0, 0]
+            assert bool((z[inside] >= zl).all() and (z[inside] <= zu).all())
+            tol = 2.0 ** -9 * float(layers[0].node.scale.max()) + 2.0 ** -18 * float(z.abs().max())
+            assert bool(((z[~inside] < zl + tol) | (z[~inside] > zu - tol)).all())
             checked += 1
     assert checked >= 4
 
@@ -130,8 +143,8 @@ def test_inherited_bounds_are_installed(tmp_path):
 
 def _searched_domains(tmp_path, seed, eps, options):
     """A float ReLU MLP (8-16-16-16-3), a robustness box around a random point, the search run
-    with ``options`` for up to 3 s; returns (weights, every bound call's boxes and state, the
-    outcome)."""
+    with ``options`` for up to 3 s; returns (weights, every bound call's boxes, state and
+    specification matrix C, the outcome)."""
     from onnx import numpy_helper
 
     from qnn_plugin.spec import Case, Polytope
@@ -159,7 +172,8 @@ def _searched_domains(tmp_path, seed, eps, options):
 
     def spy(net, problem, lo, hi, method, need_A, layers=None, state=None, *args, **kwargs):
         if state is not None:
-            calls.append((lo.clone(), hi.clone(), {k: v.clone() for k, v in state.items()}))
+            calls.append((lo.clone(), hi.clone(), {k: v.clone() for k, v in state.items()},
+                          problem.C.clone()))
         return real(net, problem, lo, hi, method, need_A, layers, state, *args, **kwargs)
 
     bab.bound_rows = spy
@@ -177,11 +191,11 @@ def test_inherited_bounds_hold_on_their_domains(tmp_path):
     valid there (a domain given its neighbour's bounds, or a midpoint, fails this)."""
     from qnn_plugin.verifier import bab
 
-    checked = 0
+    checked = rows_checked = 0
     for seed in range(3):
         W, calls, _ = _searched_domains(tmp_path, seed, 0.2, bab.Options(branch="activation",
                                                                              lagrangian=False))
-        for lo, hi, state in calls[:40]:
+        for lo, hi, state, C in calls[:40]:
             lo, hi, state = lo[:64], hi[:64], {k: v[:64] for k, v in state.items()}
             x = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * torch.rand(lo.shape[0], 2000, 8)
             pre, h = [], x
@@ -200,7 +214,35 @@ def test_inherited_bounds_hold_on_their_domains(tmp_path):
                 outside = ((z < p - tol) | (z > q + tol)).any(dim=2) & meets
                 assert not outside.any(), (seed, i, int(outside.sum()))
                 checked += int((meets.unsqueeze(2) & torch.isfinite(p)).sum())
+            # the bound of each row a domain carries from its parent holds there too
+            rows = (h @ W["W3"] + W["b3"]) @ C.T
+            best = state["best_lb"].unsqueeze(1)
+            below = ((rows < best - 1e-4 * (1 + rows.abs())).any(dim=2) & meets)
+            assert not below.any(), (seed, int(below.sum()))
+            rows_checked += int((meets.unsqueeze(2) & torch.isfinite(best)).sum())
     assert checked > 10_000, checked
+    assert rows_checked > 10_000, rows_checked
+
+
+def test_carried_bounds_hold_for_input_splits(tmp_path):
+    """With input splitting (strong branching, whose children are bounded before they are
+    kept), the row bounds each domain carries from its parent hold on 2,000 random points of
+    its box (the first 40 bound calls, 64 domains each)."""
+    from qnn_plugin.verifier import bab
+
+    checked = 0
+    for seed in (0, 2, 4):   # sat after 13 bound calls, unsat after 22 and 16 (seed 1: sat at once)
+        W, calls, _ = _searched_domains(tmp_path, seed, 0.2, bab.Options(branch="input"))
+        assert len(calls) > 5
+        for lo, hi, state, C in calls[:40]:
+            lo, hi, best = lo[:64], hi[:64], state["best_lb"][:64].unsqueeze(1)
+            h = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * torch.rand(lo.shape[0], 2000, 8)
+            for i in range(3):
+                h = torch.relu(h @ W[f"W{i}"] + W[f"b{i}"])
+            rows = (h @ W["W3"] + W["b3"]) @ C.T
+            assert not (rows < best - 1e-4 * (1 + rows.abs())).any(), seed
+            checked += int(torch.isfinite(best).sum()) * 2000
+    assert checked > 100_000, checked
 
 
 def test_search_without_inheritance(tmp_path):
@@ -215,8 +257,87 @@ def test_search_without_inheritance(tmp_path):
             _, calls, out = _searched_domains(tmp_path, seed, 0.15, bab.Options(
                 branch="activation", inherit=inherit))
             runs[inherit] = out
-            assert inherit or not any(k[0] in "pq" for _, _, st in calls for k in st)
+            assert inherit or not any(k[0] in "pq" for _, _, st, _ in calls for k in st)
         assert runs[True].status == runs[False].status, (seed, runs[True].status, runs[False].status)
         verdicts.append((runs[True].status, runs[True].stats["boxes_bounded"]))
     assert [v for v, _ in verdicts] == ["unsat", "sat", "unsat"], verdicts
     assert verdicts[2][1] > 50, verdicts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["half_up", "half_even", "floor", "ceil"]),
+       st.sampled_from([1.0, 0.25, 2.0 ** -7, 16.0, 0.1, 0.0123, 3.7]),
+       st.integers(-3, 3), st.integers(-6, 2), st.integers(0, 8), st.integers(0, 8))
+def test_level_limits_hold_for_every_input_of_the_levels(rounding, scale, zp, lo, k0, width):
+    """Every float32 input whose level lies in [k_lo, k_hi] lies within level_limits (dense
+    float32 grids around every step edge included; scales not powers of two, where x / s
+    rounds), and the limits are open exactly where the range reaches the clamp's end."""
+    from types import SimpleNamespace
+
+    from qnn_plugin.ops import ROUNDINGS, quant_step
+
+    hi = lo + 10
+    node = SimpleNamespace(scale=torch.tensor(scale), zero_point=torch.tensor(float(zp)),
+                           delta=ROUNDINGS[rounding], lo=float(lo), hi=float(hi))
+    layer = act.Layer(node, act.STEP, (1,), None)
+    k_lo, k_hi = float(lo + k0), float(min(hi, lo + k0 + width))
+    t_lo, t_hi = act.level_limits(layer, torch.tensor([[k_lo]]), torch.tensor([[k_hi]]))
+    # inputs: a sweep of the whole range and every float32 within 64 ulps of each step edge
+    # (at (j + 1/2) s when rounding to nearest, at j s for floor and ceil)
+    j = torch.arange(lo - 2, hi + 3, dtype=torch.float64) - zp
+    edges = torch.cat([(j + 0.5) * scale, j * scale])
+    z = torch.cat([torch.linspace((lo - 3 - zp) * scale, (hi + 3 - zp) * scale, 4001)]
+                  + [_ulp_neighbourhood(float(e), 64) for e in edges])
+    k = quant_step(z, node.scale, node.zero_point, node.lo, node.hi, rounding)
+    kept = (k >= k_lo) & (k <= k_hi)
+    assert kept.any()
+    assert bool((z[kept] >= t_lo[0, 0]).all() and (z[kept] <= t_hi[0, 0]).all())
+    # open exactly where the range reaches the clamp's end
+    assert bool(torch.isinf(t_lo).item()) == (k_lo == lo)
+    assert bool(torch.isinf(t_hi).item()) == (k_hi == hi)
+    # and no wider than the levels kept plus the outward widening (the sweep reaches every
+    # edge to within an ulp)
+    slack = 2.0 ** -9 * scale + 2.0 ** -18 * float(z.abs().max())
+    if k_hi < hi:
+        assert float(t_hi[0, 0] - z[kept].max()) <= slack
+    if k_lo > lo:
+        assert float(z[kept].min() - t_lo[0, 0]) <= slack
+
+
+def _ulp_neighbourhood(x: float, n: int) -> torch.Tensor:
+    """The float32 values within n ulps of x (x rounded to float32), as float32."""
+    v = np.float32(x)
+    out = [v]
+    up = down = v
+    for _ in range(n):
+        up = np.nextafter(up, np.float32(np.inf), dtype=np.float32)
+        down = np.nextafter(down, np.float32(-np.inf), dtype=np.float32)
+        out += [up, down]
+    return torch.from_numpy(np.array(out, dtype=np.float32))
+
+
+def test_split_choice_prefers_splits_that_leave_a_child_exact(tmp_path):
+    """A step's relaxation is about one level wide however many levels it spans: splitting a
+    two-level step removes all of it, a wider one's split pays only by cutting off an end
+    level (the middle leaves both children as loose as the parent), and branch() splits
+    after the level chosen."""
+    net = _net(tmp_path, ob.random_fixed_point_mlp(np.random.default_rng(0), sizes=[5, 7, 6, 3]))
+    layer = act.find_layers(net.bounded_module)[0]
+    node = layer.node
+    s, zp = float(node.scale.reshape(-1)[0]), float(node.zero_point.reshape(-1)[0])
+    r = 10 - zp
+    # input bounds of 7 neurons: two levels; eleven levels; four levels (the top one a
+    # sliver); a single level
+    l = torch.full((1, 7), (r + 0.2) * s)
+    u = torch.tensor([[r + 1.9, r + 10.4, r + 3.05, r + 0.7, r + 1.5, r + 1.5, r + 1.5]]) * s
+    wl, wu = node._widen(l, u)
+    k_lo, k_hi = node.forward(wl), node.forward(wu)
+    assert (k_hi - k_lo).tolist() == [[1, 10, 3, 0, 1, 1, 1]]
+    gain, cut = act._split_gain(layer, k_lo, k_hi, l, u)
+    assert abs(float(gain[0, 0]) - float(act._gap(node, wl, wu)[0, 0])) < 1e-3  # all of it
+    assert 0.3 < float(gain[0, 1]) < float(gain[0, 0]) - 0.3
+    assert float(cut[0, 1]) in (float(k_lo[0, 1]), float(k_hi[0, 1]) - 1)       # an end level
+    assert float(cut[0, 2]) in (float(k_lo[0, 2]), float(k_hi[0, 2]) - 1)
+    state = act.initial_state([layer], torch.device("cpu"))
+    kids = act.branch([layer], state, [(k_lo, k_hi)], torch.tensor([1]), [cut])
+    assert kids["h0"][0, 1] == cut[0, 1] and kids["l0"][1, 1] == cut[0, 1] + 1
