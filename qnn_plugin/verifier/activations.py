@@ -226,13 +226,12 @@ def empty(layers: List[Layer], state: Dict[str, Tensor], n: int) -> Tensor:
     return out.detach()
 
 
-def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]], inputs=None):
+def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]], inputs):
     """Branching priority (N, total neurons), -1 for settled or already split neurons, and per
-    layer the level each step splits after (N, numel; None for ReLUs and without ``inputs``):
-    the relaxation gap a split removes (ReLU: the triangle's height -l*u/(u-l); step: see
-    _split_gain, given ``inputs``, each layer's (N, numel) input bounds; else the levels
-    spanned) times the output's sensitivity |A| (from the decisive row's linear bound, when
-    available)."""
+    layer the level each step splits after (N, numel; None for ReLUs): the relaxation gap a
+    split removes (ReLU: the triangle's height -l*u/(u-l); step: see _split_gain, over
+    ``inputs``, each layer's (N, numel) input bounds) times the output's sensitivity |A| (from
+    the decisive row's linear bound, when available)."""
     parts, at = [], []
     for i, (layer, (lo, hi), a) in enumerate(zip(layers, rngs, sens)):
         cut = None
@@ -241,11 +240,8 @@ def scores(layers: List[Layer], rngs, state, sens: List[Optional[Tensor]], input
             gap = torch.where(open_, -lo * hi / (hi - lo).clamp(min=1e-30), torch.zeros_like(lo))
         else:
             open_ = hi > lo
-            if inputs is None:   # no input bounds: levels spanned, split in the middle
-                gap, cut = torch.where(open_, hi - lo, torch.zeros_like(lo)), None
-            else:
-                gap, cut = _split_gain(layer, lo, hi, *inputs[i])
-                gap = torch.where(open_, gap, torch.zeros_like(lo))
+            gap, cut = _split_gain(layer, lo, hi, *inputs[i])
+            gap = torch.where(open_, gap, torch.zeros_like(lo))
         at.append(cut)
         weight = a.abs() + 1e-6 if a is not None else torch.ones_like(gap)
         parts.append(torch.where(open_, gap * weight + 1e-12, torch.full_like(gap, -1.0)))
