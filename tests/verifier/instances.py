@@ -76,3 +76,29 @@ def grid_instance(rng, built, kind: str, free: int = 3):
     hi = upper.numpy().reshape(-1).astype(np.float64)
     spec = Spec((Case(lo, hi, polys),), lo.size, y.shape[1], "<test>")
     return spec, truth_sat(y, polys)
+
+
+def ort_quantized(rng, tmp_path, conv: bool, fmt: str, act_type: str, weight_type: str,
+                  per_channel: bool):
+    """A QNN made by onnxruntime's own quantizer (quantize_static, QDQ or QOperator format) from
+    a random float model (tests/onnx_import/test_exporters.py), in the shape ``grid_instance``
+    takes: built independently of the project's builders."""
+    import types
+
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from tests.grid import grid_values
+    from tests.onnx_import.test_exporters import _Calibration, float_model, input_quantizer
+
+    model, shape = float_model(conv, rng)
+    src, dst = tmp_path / "float.onnx", tmp_path / "quantized.onnx"
+    onnx.save(model, src)
+    quantize_static(str(src), str(dst), _Calibration(shape, rng), quant_format=QuantFormat[fmt],
+                    activation_type=QuantType[act_type], weight_type=QuantType[weight_type],
+                    per_channel=per_channel)
+    q = onnx.load(dst)
+    scale, zp, qmin, qmax = input_quantizer(q)
+    return types.SimpleNamespace(model=q, input_scale=scale, input_zero_point=zp, input_qmin=qmin,
+                                 input_qmax=qmax, input_shape=shape,
+                                 grid_values=lambda: grid_values(scale, zp, qmin, qmax))

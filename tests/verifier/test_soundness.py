@@ -11,7 +11,7 @@ from qnn_plugin import onnx_builders as ob
 from qnn_plugin.spec import Case, Polytope, Spec
 from qnn_plugin.verifier import verify
 
-from .instances import exact_outputs, grid_instance
+from .instances import exact_outputs, grid_instance, ort_quantized
 
 BUILDERS = {
     "fixed_point": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[4, int(rng.integers(3, 8)), 3]),
@@ -64,6 +64,24 @@ def test_search_options_agree_with_truth(tmp_path, method, split):
         path.write_bytes(built.model.SerializeToString())
         res = verify(str(path), spec, timeout=60, method=method, split=split, batch=8)
         assert res.verdict == ("sat" if truth else "unsat"), res.message
+
+
+@pytest.mark.parametrize("fmt", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("conv", [False, True], ids=["mlp", "conv"])
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random", "random"]),
+       types=st.sampled_from([("QUInt8", "QInt8"), ("QInt8", "QInt8"), ("QUInt8", "QUInt8")]),
+       per_channel=st.booleans(), free=st.sampled_from([3, 6, 6]))
+def test_verdicts_on_onnxruntime_quantized_models(tmp_path, fmt, conv, seed, kind, types,
+                                                   per_channel, free):
+    """QNNs that onnxruntime's quantizer made (QDQ: QuantizeLinear/DequantizeLinear around float
+    MatMul, Conv and Gemm; QOperator: QLinearMatMul, QLinearAdd, QLinearConv, com.microsoft
+    QGemm; its Relu folded into the activation ranges) rather than the project's builders: the
+    verdict matches enumeration through onnxruntime, the counterexample checks."""
+    rng = np.random.default_rng(seed)
+    built = ort_quantized(rng, tmp_path, conv, fmt, *types, per_channel)
+    spec, truth = grid_instance(rng, built, kind, free=free)
+    _check(tmp_path, built, spec, truth)
 
 
 DEEP = {
