@@ -48,6 +48,9 @@ class Options:
     branch: str = "auto"           # input | activation | auto (activations when the input is big)
     input_split_max_dims: int = 16  # auto: inputs up to this size are split, larger ones not
     enumerate_max: int = 256       # code boxes with at most this many points are enumerated
+    enumerate_max_activation: int = 1 << 14  # the same with activation branching, which can
+                                   # split hundreds of neurons before input splits shrink a
+                                   # box that small (a conv QNN's 324-point box: 60 s open)
     batch: Optional[int] = None    # boxes per bound call (None: sized to memory)
     memory_bytes: int = 1 << 30    # budget for one bound call's A matrices
     max_pool_bytes: int = 4 << 30  # open boxes kept at most (then the search gives up: unknown)
@@ -107,6 +110,7 @@ class Bounds:
     layer_A: Optional[list] = None       # per activation layer: (N, R, numel) or None
     empty: Optional[Tensor] = None       # (N,) bool: domains whose constraints no input meets
     inputs: Optional[list] = None        # per activation layer: (N, numel) input bounds
+    points: Optional[Tensor] = None      # (N, R, n) the Lagrangian's minimisers (NaN: none)
 
 
 def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: str,
@@ -144,6 +148,7 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
         n = lo.shape[0]
         lA = A[inp]["lA"].reshape(n, problem.n_rows, -1) if need_A and A.get(inp, {}).get("lA") is not None else None
         lb = torch.maximum(lb, ilb).detach()
+        points = None
         if lagrangian is not None and lA is not None and A[inp].get("lbias") is not None:
             still = ~problem.refuted(lb) & (open_ if open_ is not None else True)
             forms = {pre: res[2][pre][inp] for pre in lagrangian.needed()
@@ -153,11 +158,12 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
             if tight is None:
                 lagrangian.record(0, 0)
             else:
+                tight, points = tight
                 lb = torch.maximum(lb, tight)
                 # the open polytopes of the domains it ran on, and those it refuted alone
                 given = still & torch.isfinite(tight).any(dim=1, keepdim=True)
                 lagrangian.record(int(given.sum()), int((problem.refuted(lb) & given).sum()))
-        bounds = Bounds(lb, None if lA is None else lA.detach())
+        bounds = Bounds(lb, None if lA is None else lA.detach(), points=points)
         if layers:
             bounds.ranges = act.ranges(layers, n)
             bounds.empty = act.empty(layers, state, n)
@@ -253,6 +259,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
     lagrangian = (Lagrangian.build(net, layers, lo, hi, deadline)
                   if layers and opts.lagrangian else None)
     batch = _batch_size(net, problem, opts)
+    enum_max = opts.enumerate_max_activation if layers else opts.enumerate_max
     disputed = 0
     sec_per_box = None
     last_report = time.monotonic()
@@ -285,13 +292,13 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         stats["max_depth"] = max(stats["max_depth"], int(d["depth"].max()))
         # single points: evaluate exactly (whatever the activation constraints say)
         # small code boxes: every point, evaluated exactly, costs less than bounding the box
-        point = _small_boxes(d["lo"], d["hi"], opts.enumerate_max if integer else 1)
+        point = _small_boxes(d["lo"], d["hi"], enum_max if integer else 1)
         if bool(point.any()):
-            pts = _enumerate(d["lo"][point], d["hi"][point])
-            found, n_disputed = _decide_points(net, problem, pts, judge, stats)
-            if found is not None:
-                return Outcome("sat", found, stats=stats)
-            disputed += n_disputed
+            for pts in _enumerate_chunks(d["lo"][point], d["hi"][point]):
+                found, n_disputed = _decide_points(net, problem, pts, judge, stats)
+                if found is not None:
+                    return Outcome("sat", found, stats=stats)
+                disputed += n_disputed
             d = _take(d, ~point)
             if d["lo"].shape[0] == 0:
                 continue
@@ -333,7 +340,8 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         row_in_poly = torch.where(problem.poly.unsqueeze(0) == worst_poly.unsqueeze(1), slack,
                                   torch.full_like(slack, -_INF))
         worst_row = row_in_poly.argmax(dim=1)
-        found = _try_candidates(net, problem, d, bd.lA, worst_row, integer, confirm, stats)
+        found = _try_candidates(net, problem, d, bd.lA, worst_row, integer, confirm, stats,
+                                bd.points)
         if found is not None:
             return Outcome("sat", found, stats=stats)
         # activation split where a neuron is undecided, else input split
@@ -375,6 +383,21 @@ def _small_boxes(lo: Tensor, hi: Tensor, max_points: int) -> Tensor:
     if max_points <= 1:
         return (lo == hi).all(dim=1)
     return torch.log(hi.double() - lo.double() + 1).sum(dim=1) <= math.log(max_points) + 1e-9
+
+
+def _enumerate_chunks(lo: Tensor, hi: Tensor, max_values: int = 1 << 24):
+    """All integer points of the (small) code boxes, in chunks of whole boxes holding at most
+    about ``max_values`` coordinates each (a box larger than that alone), so that a round of
+    many boxes near the enumeration limit does not materialise them all at once."""
+    sizes = (torch.prod(hi.double() - lo.double() + 1, dim=1) * lo.shape[1]).tolist()
+    start, held = 0, 0.0
+    for i, size in enumerate(sizes):
+        if held and held + size > max_values:
+            yield _enumerate(lo[start:i], hi[start:i])
+            start, held = i, 0.0
+        held += size
+    if start < len(sizes):
+        yield _enumerate(lo[start:], hi[start:])
 
 
 def _enumerate(lo: Tensor, hi: Tensor) -> Tensor:
@@ -430,16 +453,22 @@ def _take_bounds(bd: Bounds, idx) -> Bounds:
     pairs = lambda ps: None if ps is None else [(a[idx], b[idx]) for a, b in ps]
     return Bounds(bd.lb[idx], pick(bd.lA), pairs(bd.ranges),
                   None if bd.layer_A is None else [pick(a) for a in bd.layer_A], pick(bd.empty),
-                  pairs(bd.inputs))
+                  pairs(bd.inputs), pick(bd.points))
 
 
-def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats):
-    """The cheapest counterexample candidates: the corner minimising the decisive row's linear
-    bound, and the centre. Returns confirmed domain points or None."""
+def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats, points=None):
+    """The cheapest counterexample candidates: the centre, the corner minimising the decisive
+    row's linear bound and, where the split constraints entered that bound (``points``, see
+    lagrangian.py), the corner minimising its Lagrangian. Returns confirmed domain points or
+    None."""
     cands = [_centre(d["lo"], d["hi"], integer)]
     if lA is not None:
         a = lA[torch.arange(lA.shape[0]), worst_row]
         cands.append(torch.where(a > 0, d["lo"], d["hi"]))
+    if points is not None:
+        p = points[torch.arange(points.shape[0]), worst_row]
+        p = p[~torch.isnan(p).any(dim=1)]
+        cands.append(torch.round(p) if integer else p)
     cand = torch.cat(cands)
     m = problem.margins(net.evaluate(cand))
     stats["points_evaluated"] += int(cand.shape[0])

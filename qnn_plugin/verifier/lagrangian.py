@@ -118,11 +118,16 @@ class Lagrangian:
         return list(dict.fromkeys(_source(self.layers[i])[0].name for i in self.deep))
 
     def tighten(self, lA: Tensor, bias: Tensor, lo: Tensor, hi: Tensor, state,
-                forms: Dict[str, dict], rows: Tensor, steps: int = STEPS) -> Optional[Tensor]:
+                forms: Dict[str, dict], rows: Tensor,
+                steps: int = STEPS) -> Optional[Tuple[Tensor, Tensor]]:
         """Lower bounds (N, R) of the rows with linear lower bounds lA (N, R, n) x + bias (N, R)
         over the boxes [lo, hi] (N, n), under the split constraints in ``state``; ``forms``:
         the bound call's A records of the ``needed`` nodes. Only rows marked in ``rows`` (N, R)
-        are computed (the others: -inf); None when none of those has a constraint."""
+        are computed (the others: -inf); None when none of those has a constraint. Also the
+        minimisers (N, R, n) of the best multipliers' Lagrangian (NaN for domains without a
+        computed row): box corners that the multipliers push towards the domain's
+        constraints, so counterexample candidates likelier to lie in the domain than the
+        corner of the plain bound."""
         cons = self._constraints(state, forms, lo.shape[0])
         if cons is None:
             return None
@@ -131,11 +136,13 @@ class Lagrangian:
         if not bool(rows.any()):
             return None
         dom = torch.nonzero(rows.any(dim=1)).flatten()
-        val = _ascend(lA[dom].detach(), bias[dom].detach(), lo[dom], hi[dom], G[dom], h[dom],
-                      mask[dom], steps)
+        val, x = _ascend(lA[dom].detach(), bias[dom].detach(), lo[dom], hi[dom], G[dom], h[dom],
+                         mask[dom], steps)
         out = torch.full(rows.shape, -_INF, device=val.device)
         out[dom] = val
-        return torch.where(rows, out, torch.full_like(out, -_INF))
+        points = torch.full(lA.shape, float("nan"), device=val.device)
+        points[dom] = x
+        return torch.where(rows, out, torch.full_like(out, -_INF)), points
 
     def _constraints(self, state, forms, n) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
         """The domains' constraints G x + h >= 0 packed per domain: G (N, K, n), h (N, K), and
@@ -211,7 +218,8 @@ def _ascend(a, bias, lo, hi, G, h, mask, steps):
     """max over beta >= 0 of min over the box of a x + bias - beta (G x + h), by projected Adam,
     per domain (N) and row (R): a (N, R, n), bias (N, R), boxes (N, n), G (N, K, n), h and mask
     (N, K). Returns the value of the best multipliers seen (N, R), recomputed in float64 and
-    rounded down; beta = 0 (the first) is the plain bound."""
+    rounded down, and the minimiser for them (N, R, n); beta = 0 (the first) is the plain
+    bound."""
     lo, hi = lo.unsqueeze(1), hi.unsqueeze(1)
     m = mask.unsqueeze(1).float()                                          # (N, 1, K)
     scale = m * _scale(a, G)                                               # (N, R, K)
@@ -237,7 +245,8 @@ def _ascend(a, bias, lo, hi, G, h, mask, steps):
         m2.mul_(_B2).addcmul_(grad, grad, value=1 - _B2)
         step = LR * (m1 / (1 - _B1 ** (i + 1))) / ((m2 / (1 - _B2 ** (i + 1))).sqrt() + 1e-12)
         beta = (beta + step).clamp_(min=0) * m
-    return _value64(a, bias, lo, hi, G, h, best_b)
+    _, x = _lagrangian(a, bias, lo, hi, G, h, best_b)
+    return _value64(a, bias, lo, hi, G, h, best_b), x
 
 
 def _lagrangian(a, bias, lo, hi, G, h, b):

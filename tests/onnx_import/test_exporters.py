@@ -104,3 +104,21 @@ def test_torch_fake_quant_export():
     rng = np.random.default_rng(0)
     lower, upper = random_grid_box(rng, 1 / 64, 0, 0, 255, (6,))
     assert_bounds_contain(qp, imported, lower, upper, reachable_inputs(grid_values(1 / 64, 0, 0, 255), lower, upper, (6,)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_qcdq_loads_exactly(seed):
+    """Brevitas's QCDQ export form (QuantizeLinear, Clip of the integers to fewer bits,
+    DequantizeLinear; tests/verifier/instances.py builds it by hand) runs like onnxruntime on
+    every input code and bounds soundly."""
+    from tests.verifier.instances import qcdq_mlp
+
+    rng = np.random.default_rng(seed)
+    built = qcdq_mlp(rng)
+    net = qp.load_onnx(built.model)
+    grid = np.arange(16, dtype=np.float32) / 16
+    x = rng.choice(grid, size=(512, 5)).astype(np.float32)
+    np.testing.assert_array_equal(net(torch.tensor(x)).detach().numpy(),
+                                  ort_run(built.model.SerializeToString(), x))
+    lower, upper = random_grid_box(rng, 1 / 16, 0, 0, 15, (5,))
+    assert_bounds_contain(qp, net, lower, upper, reachable_inputs(grid_values(1 / 16, 0, 0, 15), lower, upper, (5,)))

@@ -102,3 +102,44 @@ def ort_quantized(rng, tmp_path, conv: bool, fmt: str, act_type: str, weight_typ
     return types.SimpleNamespace(model=q, input_scale=scale, input_zero_point=zp, input_qmin=qmin,
                                  input_qmax=qmax, input_shape=shape,
                                  grid_values=lambda: grid_values(scale, zp, qmin, qmax))
+
+
+def qcdq_mlp(rng, n_in: int = 5, hidden: int = 6, n_out: int = 3):
+    """A QCDQ network as Brevitas exports low-bit QNNs: QuantizeLinear to an 8-bit type, Clip
+    of the integers to a narrower range (4 bits here, the hidden one signed and sometimes
+    narrow), DequantizeLinear; float MatMuls with weights on a 1/8 grid between them. Built
+    by hand, not by the project's builders."""
+    import types
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.grid import grid_values
+
+    const = lambda a, name: numpy_helper.from_array(np.array(a), name)  # noqa: E731
+    h_lo = -7 if rng.random() < 0.5 else -8
+    s_in, s_h = np.float32(1 / 16), np.float32(rng.choice([0.125, 0.25, 0.5]))
+    inits = [const(s_in, "s_in"), const(s_h, "s_h"), const(np.uint8(0), "zu"),
+             const(np.uint8(15), "u_hi"), const(np.int8(0), "z8"), const(np.int8(h_lo), "h_lo"),
+             const(np.int8(7), "h_hi"),
+             const((rng.integers(-7, 8, (n_in, hidden)) / 8).astype(np.float32), "W1"),
+             const((rng.integers(-4, 5, hidden) / 8).astype(np.float32), "b1"),
+             const((rng.integers(-7, 8, (hidden, n_out)) / 8).astype(np.float32), "W2")]
+    node = helper.make_node
+    nodes = [node("QuantizeLinear", ["x", "s_in", "zu"], ["xq"]),
+             node("Clip", ["xq", "zu", "u_hi"], ["xc"]),
+             node("DequantizeLinear", ["xc", "s_in", "zu"], ["xd"]),
+             node("MatMul", ["xd", "W1"], ["m"]), node("Add", ["m", "b1"], ["h"]),
+             node("Relu", ["h"], ["hr"]),
+             node("QuantizeLinear", ["hr", "s_h", "z8"], ["hq"]),
+             node("Clip", ["hq", "h_lo", "h_hi"], ["hc"]),
+             node("DequantizeLinear", ["hc", "s_h", "z8"], ["hd"]),
+             node("MatMul", ["hd", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "qcdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n_in])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return types.SimpleNamespace(model=model, input_scale=float(s_in), input_zero_point=0,
+                                 input_qmin=0, input_qmax=15, input_shape=(n_in,),
+                                 grid_values=lambda: grid_values(float(s_in), 0, 0, 15))

@@ -1,6 +1,5 @@
 """verify(): counterexamples, several cases, float inputs, timeouts and bad input."""
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -86,3 +86,56 @@ def test_coefficients_that_are_not_float32_add_slack():
     assert not p.refuted(lb).any()  # 1e-3 is inside the rounding slack of 0.1 * 1e6-sized outputs
     p.set_output_bound(1.0)
     assert p.refuted(lb).all()
+
+
+def test_the_lagrangian_minimiser_is_a_candidate(tmp_path):
+    """A domain's counterexample candidates include the minimiser of its Lagrangian for the
+    decisive row (``Bounds.points``): a counterexample given there is found where the centre
+    and the plain bound's corner are safe; NaN rows (no Lagrangian) are skipped."""
+    from qnn_plugin import onnx_builders as ob
+    from qnn_plugin.verifier.bab import _try_candidates
+    from qnn_plugin.verifier.network import Network
+
+    built = ob.random_fixed_point_mlp(np.random.default_rng(1), sizes=[3, 5, 2])
+    path = tmp_path / "n.onnx"
+    path.write_bytes(built.model.SerializeToString())
+    net = Network(str(path), torch.device("cpu"))
+    lo, hi = torch.tensor([[10.0, 20.0, 30.0]]), torch.tensor([[14.0, 24.0, 34.0]])
+    codes = torch.cartesian_prod(*[torch.arange(a, b + 1) for a, b in zip(lo[0], hi[0])]).float()
+    y = net.evaluate(codes).double()
+    a = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    m = (y @ a.T)[:, 0]
+    # unsafe: the row's minimum over the box, so only its minimisers are counterexamples
+    problem = Problem.from_case(Case(np.zeros(3), np.full(3, 255.0),
+                                     (Polytope(a.numpy(), np.array([float(m.min())])),)), 0,
+                                torch.device("cpu"))
+    target = codes[int(m.argmin())]
+    lA = torch.zeros(1, 1, 3)    # the plain bound's corner: hi (every coefficient 0)
+    safe = problem.margins(net.evaluate(torch.cat([(lo + hi) / 2, hi]).floor())) > 0
+    assert safe.all(), "the centre and the corner must be safe for this test to mean anything"
+    stats = dict(points_evaluated=0, candidates=0)
+    d = dict(lo=lo, hi=hi)
+    row = torch.zeros(1, dtype=torch.long)
+    assert _try_candidates(net, problem, d, lA, row, True, lambda p: p, stats) is None
+    nan = torch.full((1, 1, 3), float("nan"))
+    assert _try_candidates(net, problem, d, lA, row, True, lambda p: p, stats, nan) is None
+    found = _try_candidates(net, problem, d, lA, row, True, lambda p: p, stats,
+                            target.view(1, 1, 3))
+    assert found is not None and torch.equal(found[0], target)
+
+
+@settings(max_examples=60, deadline=None)
+@given(widths=st.lists(st.lists(st.integers(0, 3), min_size=3, max_size=3), min_size=1, max_size=6),
+       cap=st.integers(1, 200))
+def test_enumeration_chunks_cover_every_point_once(widths, cap):
+    """Small code boxes enumerated in chunks of whole boxes: every point of every box exactly
+    once, and no chunk of several boxes above the cap."""
+    from qnn_plugin.verifier.bab import _enumerate, _enumerate_chunks
+
+    lo = torch.tensor([[float(i), 0.0, -1.0] for i in range(len(widths))])
+    hi = lo + torch.tensor(widths, dtype=torch.float32)
+    chunks = list(_enumerate_chunks(lo, hi, cap))
+    assert torch.equal(torch.cat(chunks), _enumerate(lo, hi))
+    sizes = torch.prod(hi - lo + 1, dim=1) * 3
+    for c in chunks:
+        assert c.numel() <= cap or c.numel() in sizes.tolist()

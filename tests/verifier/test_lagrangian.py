@@ -121,7 +121,11 @@ def _check(tmp_path, model, seeds, box, step=1.0):
         state = {k: torch.cat([st[k] for st in states]) for k in states[0]}
         plain = bound_rows(net, problem, d_lo, d_hi, "crown", True, layers, state)
         tight = bound_rows(net, problem, d_lo, d_hi, "crown", True, layers, state, lag)
-        own = raw[-1]
+        own, points = raw[-1] if raw[-1] is not None else (None, None)
+        if points is not None:   # the minimisers: in their domain's box, NaN where not computed
+            computed = torch.isfinite(own).any(dim=1)
+            assert torch.isnan(points[~computed]).all() and not torch.isnan(points[computed]).any()
+            assert ((points >= d_lo.unsqueeze(1)) & (points <= d_hi.unsqueeze(1)))[computed].all()
         for d, (inside, st) in enumerate(zip(insides, states)):
             meets = inside & _meets(layers, st, pres, outs)
             assert meets.any()
