@@ -116,9 +116,10 @@ def test_qcdq_loads_exactly(seed):
     rng = np.random.default_rng(seed)
     built = qcdq_mlp(rng)
     net = qp.load_onnx(built.model)
-    grid = np.arange(16, dtype=np.float32) / 16
-    x = rng.choice(grid, size=(512, 5)).astype(np.float32)
+    grid = built.grid_values()
+    x = rng.choice(grid, size=(512, *built.input_shape)).astype(np.float32)
     np.testing.assert_array_equal(net(torch.tensor(x)).detach().numpy(),
                                   ort_run(built.model.SerializeToString(), x))
-    lower, upper = random_grid_box(rng, 1 / 16, 0, 0, 15, (5,))
-    assert_bounds_contain(qp, net, lower, upper, reachable_inputs(grid_values(1 / 16, 0, 0, 15), lower, upper, (5,)))
+    lower, upper = random_grid_box(rng, built.input_scale, built.input_zero_point,
+                                   built.input_qmin, built.input_qmax, built.input_shape)
+    assert_bounds_contain(qp, net, lower, upper, reachable_inputs(grid, lower, upper, built.input_shape))
