@@ -7,8 +7,9 @@ Phases, per case of the spec (an input box with its unsafe set):
      processes while the search runs: the exact one (intprog, two variants racing) or the
      float one (milp);
   3. branch and bound (bab.search) on the input grid, or on the float box when the network
-     has no input quantizer; every candidate counterexample is confirmed by the exact semantics
-     and by onnxruntime before the answer is sat.
+     has no input quantizer; beside the exact program, between its rounds, exact programs on
+     neighbourhoods of its near misses (neighbourhood.py); every candidate counterexample is
+     confirmed by the exact semantics and by onnxruntime before the answer is sat.
 The answer is sat as soon as one case has a confirmed counterexample, unsat when every case's
 search space was exhausted, else timeout/unknown.
 """
@@ -29,6 +30,7 @@ from ..forked import Forked
 from ..spec import Spec, read_vnnlib
 from . import attack, bab, intprog
 from .check import Checker
+from .neighbourhood import Neighbourhoods
 from .network import Network
 from .problem import Problem
 from .result import Counterexample, VerifyResult
@@ -129,13 +131,16 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
             program = _start_exact_program(net, problem, lo, hi, checker, deadline, stats)
             if program is None:
                 program = _start_float_program(net, problem, lo, hi, checker, deadline, stats)
+        near = None
+        if program is not None and program.kind == "intprog":
+            near = Neighbourhoods(lo, hi, _neighbourhood_solver(net, problem, checker), seed=seed)
         t1 = time.monotonic()
         threads = torch.get_num_threads()
         if program is not None and lo.device.type == "cpu" and threads > 1:
             torch.set_num_threads(threads - 1)   # a core for the program's processes
         try:
             out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker),
-                             dataclasses.replace(opts, interrupt=program and program.decided))
+                             _search_options(opts, program, near, deadline))
             if out.status in ("timeout", "unknown") and program is not None:
                 program.decided(wait=deadline - time.monotonic())
         finally:
@@ -145,6 +150,16 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
         stats["time_bab"] += time.monotonic() - t1
         for k, v in out.stats.items():
             stats[k] = max(stats.get(k, 0), v) if k == "max_depth" else stats.get(k, 0) + v
+        if near is not None:
+            for k, v in near.stats().items():
+                stats[k] = stats.get(k, 0.0) + v
+            if near.found is not None:   # confirmed: it stands whatever the program says
+                if program.answer == "unsat":
+                    program._conflict()
+                stats["neighbourhoods_decided"] = stats.get("neighbourhoods_decided", 0.0) + 1
+                return _finish(VerifyResult("sat", _counterexample(net, problem, checker,
+                                                                   near.found)),
+                               t0, stats, checker)
         if program is not None and program.answer is not None:
             key = f"{program.kind}_decided"
             stats[key] = stats.get(key, 0.0) + 1
@@ -161,7 +176,45 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
     bad = [(s, m) for s, m in verdicts if s != "unsat"]
     if bad:
         return _finish(VerifyResult("unknown", message="; ".join(m for _, m in bad)), t0, stats, checker)
+    odd = _onnxruntime_disagrees(net, spec, checker, gen, deadline, stats)
+    if odd is not None:
+        return _finish(VerifyResult("unknown", message=odd), t0, stats, checker)
     return _finish(VerifyResult("unsat"), t0, stats, checker)
+
+
+def _onnxruntime_disagrees(net, spec, checker, gen, deadline, stats,
+                           per_case: int = 32) -> Optional[str]:
+    """Before an unsat answer: does onnxruntime with default options (what the VNN-COMP
+    checker runs) compute other outputs than the semantics the proof is about, on the centre,
+    the two corners and random points of each case's box? Its graph optimisations rewrite some
+    models (a QDQ Gemm with a float bias became FusedGemm + QGemm with the bias rounded to
+    int32, shifting outputs by a quantum), and then a counterexample could exist for the
+    checker that the proof cannot see. Returns the reason to answer unknown, or None."""
+    t = time.monotonic()
+    try:
+        for i, case in enumerate(spec.cases):
+            if not case.unsafe or time.monotonic() > deadline:
+                continue
+            problem = Problem.from_case(case, i, net.device)
+            lo, hi = net.domain_box(problem.inner_lower, problem.inner_upper)
+            centre = lo + (hi - lo) / 2
+            if net.grid is not None:
+                centre = torch.floor(centre)
+            pts = torch.cat([torch.stack([centre, lo, hi]),
+                             attack.random_points(net, lo, hi, per_case - 3, gen)])
+            xs = net.to_inputs(pts, problem.inner_lower, problem.inner_upper).cpu().numpy()
+            found = checker.disagreement(xs)
+            if found is not None:
+                stats["onnxruntime_disagrees"] = 1.0
+                x, diff = found
+                return (f"every case is unsat under the model's operator-by-operator semantics, "
+                        f"but onnxruntime (default session options, as the VNN-COMP checker "
+                        f"runs it) computes outputs up to {diff:.3g} away from them on an input "
+                        f"of case {i}'s box (its graph optimisations change this model), so the "
+                        f"proof need not hold for onnxruntime")
+        return None
+    finally:
+        stats["time_onnxruntime_agreement"] = time.monotonic() - t
 
 
 def _random_attack(net, problem, checker, gen, stats) -> Optional[Counterexample]:
@@ -206,6 +259,39 @@ def _pgd_attack(net, problem, checker, gen, starts, steps, deadline, stats) -> O
         return None
     finally:
         stats["time_attack"] += time.monotonic() - t
+
+
+def _search_options(opts, program, near, deadline) -> bab.Options:
+    """The search's options with the hooks of the methods running beside it: the program's
+    answer ends the search, and so does a neighbourhood program's counterexample (run between
+    rounds, fed with the search's near misses)."""
+    if near is None:
+        return dataclasses.replace(opts, interrupt=program and program.decided)
+
+    def interrupt() -> bool:
+        return program.decided() or near.step(deadline)
+
+    return dataclasses.replace(opts, interrupt=interrupt, near_misses=near.near.offer)
+
+
+def _neighbourhood_solver(net, problem, checker):
+    """neighbourhood.Solver of the case: the exact program of a code box (continuous input
+    codes, polytopes most violated first), its solution confirmed by the checker."""
+    A, b, poly = problem.A64, problem.b64, problem.poly.cpu().numpy()
+
+    def solve(lo, hi, end):
+        built = exact_program(net, problem, lo, hi, end)
+        if built is None:
+            return "unknown", None
+        prog, order = built
+        status, codes, _ = _solve_polytopes(prog, A, b, poly, order, end, "relaxed")
+        if status != "feasible":
+            return status, None
+        pt = torch.as_tensor(codes, dtype=torch.float32, device=lo.device).reshape(1, -1)
+        found = _confirm(net, problem, checker, torch.minimum(torch.maximum(pt, lo), hi))
+        return ("feasible", found) if found is not None else ("unknown", None)
+
+    return solve
 
 
 class _ProgramBeside:

@@ -56,6 +56,8 @@ class Options:
     max_pool_bytes: int = 4 << 30  # open boxes kept at most (then the search gives up: unknown)
     progress: Optional[Callable[[Dict[str, float]], None]] = None
     interrupt: Optional[Callable[[], bool]] = None  # asked each round: True ends the search
+    near_misses: Optional[Callable[[Tensor, Tensor], None]] = None  # given every batch of
+                                   # candidate points with their margins (neighbourhood.py)
     lagrangian: bool = True        # splits enter the output bound as input constraints
                                    # (lagrangian.py), while they refute enough to pay
     inherit: bool = True           # children start from their parent's hidden-layer bounds
@@ -341,7 +343,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
                                   torch.full_like(slack, -_INF))
         worst_row = row_in_poly.argmax(dim=1)
         found = _try_candidates(net, problem, d, bd.lA, worst_row, integer, confirm, stats,
-                                bd.points)
+                                bd.points, opts.near_misses)
         if found is not None:
             return Outcome("sat", found, stats=stats)
         # activation split where a neuron is undecided, else input split
@@ -456,11 +458,12 @@ def _take_bounds(bd: Bounds, idx) -> Bounds:
                   pairs(bd.inputs), pick(bd.points))
 
 
-def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats, points=None):
+def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats, points=None,
+                    near_misses=None):
     """The cheapest counterexample candidates: the centre, the corner minimising the decisive
     row's linear bound and, where the split constraints entered that bound (``points``, see
-    lagrangian.py), the corner minimising its Lagrangian. Returns confirmed domain points or
-    None."""
+    lagrangian.py), the corner minimising its Lagrangian. All of them, with their margins, go
+    to ``near_misses`` when given. Returns confirmed domain points or None."""
     cands = [_centre(d["lo"], d["hi"], integer)]
     if lA is not None:
         a = lA[torch.arange(lA.shape[0]), worst_row]
@@ -472,6 +475,8 @@ def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats, poi
     cand = torch.cat(cands)
     m = problem.margins(net.evaluate(cand))
     stats["points_evaluated"] += int(cand.shape[0])
+    if near_misses is not None:
+        near_misses(cand, m)
     if not bool((m <= 0).any()):
         return None
     bad = cand[m <= 0][torch.argsort(m[m <= 0])][:16]

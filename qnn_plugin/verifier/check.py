@@ -7,7 +7,7 @@ differ by a quantum, and then a candidate one of them rejects is not reported).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -62,6 +62,19 @@ class Checker:
         feed = self.net.feed(np.asarray(x, dtype=np.float32))
         return (problem.violated_exactly(self._reference(feed)) is None
                 and problem.violated_exactly(self._ort(feed)) is None)
+
+    def disagreement(self, xs) -> Optional[Tuple[np.ndarray, float]]:
+        """The first of the flat inputs ``xs`` on which onnxruntime (default options) and the
+        exact semantics differ by more than the VNN-COMP checker's tolerance (atol 1e-4 plus
+        rtol 1e-3), with the largest difference there; None where they agree on all."""
+        for x in xs:
+            feed = self.net.feed(np.asarray(x, dtype=np.float32).reshape(-1))
+            ort_y = self._ort(feed).astype(np.float64)
+            ref_y = self._reference(feed).astype(np.float64)
+            diff = np.abs(ort_y - ref_y)
+            if not np.all(diff <= 1e-4 + 1e-3 * np.abs(ref_y)):
+                return np.asarray(x, dtype=np.float32).reshape(-1), float(diff.max())
+        return None
 
     def _ort(self, feed) -> np.ndarray:
         return np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)

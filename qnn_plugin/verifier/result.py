@@ -33,7 +33,9 @@ class VerifyResult:
     ``time_milp``, the integer program's wall time in its child processes, overlaps
     ``time_bab``), search counters (``boxes_bounded``, ``max_depth``, ...) and the program's
     (``intprog_*`` for the exact one, ``milp_*`` for the float one: ``_decided``, ``_error``,
-    ``_rejected``, ...)."""
+    ``_rejected``, ...), the neighbourhood programs' (``neighbourhoods``,
+    ``time_neighbourhoods``, ``neighbourhoods_decided``, ...) and ``onnxruntime_disagrees``
+    (1 when an unsat proof was withheld because onnxruntime computes other outputs)."""
 
     verdict: str
     counterexample: Optional[Counterexample] = None

@@ -36,6 +36,15 @@ def exact_outputs(model, x: np.ndarray) -> np.ndarray:
                            for i in range(len(x))])
 
 
+def default_outputs(model, x: np.ndarray) -> np.ndarray:
+    """onnxruntime with default session options (graph optimisations on, as the VNN-COMP
+    checker runs it), one input at a time."""
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0].reshape(1, -1)
+                           for i in range(len(x))])
+
+
 def unsafe_sets(rng, y: np.ndarray, kind: str):
     """Polytopes over outputs y (N, n_out) observed on the box: a robustness property for the
     label of the first point, or random rows whose thresholds fall inside the observed range."""
@@ -76,6 +85,24 @@ def grid_instance(rng, built, kind: str, free: int = 3):
     hi = upper.numpy().reshape(-1).astype(np.float64)
     spec = Spec((Case(lo, hi, polys),), lo.size, y.shape[1], "<test>")
     return spec, truth_sat(y, polys)
+
+
+def grid_case(tmp_path, built, rng, kind: str, free: int = 4):
+    """(net, problem, lo, hi, truth) of a grid instance of ``built`` (output bound 100, as the
+    verifier would set it from the root bound), its model written under tmp_path."""
+    import torch
+
+    from qnn_plugin.verifier.network import Network
+    from qnn_plugin.verifier.problem import Problem
+
+    spec, truth = grid_instance(rng, built, kind, free=free)
+    path = tmp_path / "case.onnx"
+    path.write_bytes(built.model.SerializeToString())
+    net = Network(str(path), torch.device("cpu"))
+    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
+    problem.set_output_bound(100.0)
+    lo, hi = net.domain_box(problem.lower, problem.upper)
+    return net, problem, lo, hi, truth
 
 
 def ort_quantized(rng, tmp_path, conv: bool, fmt: str, act_type: str, weight_type: str,

@@ -1,5 +1,6 @@
 """verify(): counterexamples, several cases, float inputs, timeouts and bad input."""
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -220,3 +221,30 @@ def test_an_unboundable_operator_through_the_cli_writes_error_and_exits_non_zero
     assert out.out.splitlines()[0] == "error"
     assert "selu.onnx: auto_LiRPA cannot bound this network (unsupported: onnx::Selu)" in out.err
     assert "internal error" not in out.err and "Traceback" not in out.err
+
+
+ORT_REWRITE = Path(__file__).parent / "data" / "ort_rewrite"
+
+
+def test_unsat_becomes_unknown_where_onnxruntime_computes_another_function(monkeypatch):
+    """A QDQ Gemm with a float bias: onnxruntime's default optimisations rewrite it (FusedGemm
+    + QGemm, the bias rounded to int32) and its output on the box's one grid point is a
+    quantum above the operator-by-operator semantics', inside the unsafe set. The proof is
+    about the latter, so the answer must not be unsat."""
+    import onnxruntime as ort
+
+    model = str(ORT_REWRITE / "qdq_gemm_float_bias.onnx")
+    spec = str(ORT_REWRITE / "one_point.vnnlib")
+    res = verify(model, spec, timeout=30)
+    assert res.verdict == "unknown", res
+    assert "onnxruntime" in res.message and res.stats["onnxruntime_disagrees"] == 1.0
+    # the ground truth of the instance: with default options onnxruntime finds it unsafe
+    case = parse_vnnlib(Path(spec).read_text()).cases[0]
+    x = ((case.lower + case.upper) / 2).astype(np.float32).reshape(1, -1)
+    y = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+    assert all(bool(np.all(p.A @ y.reshape(-1) <= p.b)) for p in case.unsafe)
+    # and it is the guard that keeps the proof of the other semantics from being the answer
+    from qnn_plugin.verifier.check import Checker
+
+    monkeypatch.setattr(Checker, "disagreement", lambda self, xs: None)
+    assert verify(model, spec, timeout=30).verdict == "unsat"

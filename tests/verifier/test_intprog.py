@@ -21,7 +21,7 @@ from qnn_plugin.verifier import intprog, verify
 from qnn_plugin.verifier.network import Network
 from qnn_plugin.verifier.problem import Problem
 from tests.baselines.smt.networks import ENCODINGS, write
-from tests.verifier.instances import grid_instance
+from tests.verifier.instances import grid_case, grid_instance
 
 LO, HI = -40, 40
 COEF, CONST = 3, 5          # z = 3 x + 5 over x in [LO, HI]
@@ -177,13 +177,7 @@ def test_program_agrees_with_enumeration(tmp_path, encoding, seed, kind, inputs)
 def _grid_case(tmp_path, encoding: str, seed: int, kind: str):
     """(net, problem, lo, hi, truth) of a random instance with 4 free inputs (instances.py)."""
     rng = np.random.default_rng(seed)
-    built = ENCODINGS[encoding](rng)
-    spec, truth = grid_instance(rng, built, kind, free=4)
-    net = Network(write(tmp_path, built), torch.device("cpu"))
-    problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
-    problem.set_output_bound(100.0)
-    lo, hi = net.domain_box(problem.lower, problem.upper)
-    return net, problem, lo, hi, truth
+    return grid_case(tmp_path, ENCODINGS[encoding](rng), rng, kind)
 
 
 @pytest.mark.parametrize("encoding", ["fixed_point", "fixed_point_even", "qdq", "qdq_conv",

@@ -11,7 +11,9 @@ from qnn_plugin import onnx_builders as ob
 from qnn_plugin.spec import Case, Polytope, Spec
 from qnn_plugin.verifier import verify
 
-from .instances import exact_outputs, grid_instance, ort_quantized, qcdq_mlp
+from tests.grid import reachable_inputs
+
+from .instances import default_outputs, exact_outputs, grid_instance, ort_quantized, qcdq_mlp
 
 BUILDERS = {
     "fixed_point": lambda rng: ob.random_fixed_point_mlp(rng, sizes=[4, int(rng.integers(3, 8)), 3]),
@@ -30,6 +32,13 @@ def _check(tmp_path, built, spec, truth):
     path = tmp_path / "net.onnx"
     path.write_bytes(built.model.SerializeToString())
     res = verify(str(path), spec, timeout=60, batch=16)
+    if res.verdict == "unknown" and res.stats.get("onnxruntime_disagrees") == 1.0:
+        # an unsat withheld: right only where the truth is unsat and onnxruntime with default
+        # options computes other outputs on the box (its optimiser quantizes a QCDQ model's
+        # float weights, for one)
+        assert not truth, res.message
+        assert _default_options_differ(built, spec), res.message
+        return res
     assert res.verdict in ("sat", "unsat"), (res.verdict, res.message)
     assert (res.verdict == "sat") == truth, res.stats
     if res.verdict == "sat":
@@ -43,9 +52,19 @@ def _check(tmp_path, built, spec, truth):
     return res
 
 
+def _default_options_differ(built, spec) -> bool:
+    for case in spec.cases:
+        x = reachable_inputs(built.grid_values(), case.lower, case.upper, built.input_shape)
+        if not np.allclose(default_outputs(built.model, x), exact_outputs(built.model, x),
+                           rtol=1e-3, atol=1e-4):
+            return True
+    return False
+
+
 @pytest.mark.parametrize("encoding", sorted(BUILDERS))
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
+@example(seed=208, kind="robust")  # qcdq: onnxruntime's optimiser quantizes the float weights
 def test_verdicts_match_exhaustive_enumeration(tmp_path, encoding, seed, kind):
     rng = np.random.default_rng(seed)
     built = BUILDERS[encoding](rng)
