@@ -76,7 +76,7 @@ class Neighbourhoods:
         self.found: Optional[Tensor] = None
         self.gen = torch.Generator().manual_seed(seed)
         self.t0, self.spent, self.tried = time.monotonic(), 0.0, 0
-        self.outcomes = {"feasible": 0, "infeasible": 0, "unknown": 0}
+        self.outcomes = {"feasible": 0, "infeasible": 0, "unknown": 0, "error": 0}
 
     @property
     def useful(self) -> bool:
@@ -96,6 +96,9 @@ class Neighbourhoods:
         lo, hi = self.neighbourhood()
         try:
             status, point = self.solve(lo, hi, end)
+        except Exception:   # a helper failing must not end the verification: stop helping
+            status, point = "error", None
+            self.free = self.free[:0]
         finally:
             self.spent += time.monotonic() - now
         self.tried += 1

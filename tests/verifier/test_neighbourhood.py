@@ -86,7 +86,7 @@ def test_size_grows_after_infeasible_and_shrinks_after_unknown():
         nb.step(time.monotonic() + 10)
         sizes.append(nb.size)
     assert sizes == [7, 9, 6, 4, 3, 2, 2]
-    assert nb.outcomes == {"feasible": 0, "infeasible": 2, "unknown": 5}
+    assert nb.outcomes == {"feasible": 0, "infeasible": 2, "unknown": 5, "error": 0}
 
 
 def test_a_found_point_ends_the_steps():
@@ -144,3 +144,16 @@ def test_the_verifiers_solver_agrees_with_enumeration(tmp_path, encoding, seed, 
         assert Checker(net).check(x.numpy(), problem).confirmed
     else:
         assert status != "feasible"
+
+
+def test_a_failing_solver_stops_the_neighbourhoods_not_the_verification():
+    lo, hi = _box()
+    calls = []
+
+    def broken(lo_, hi_, end):
+        calls.append(1)
+        raise RuntimeError("HiGHS failed")
+
+    nb, _ = _ready(lo, hi, broken)
+    assert not nb.step(time.monotonic() + 10) and not nb.step(time.monotonic() + 10)
+    assert len(calls) == 1 and nb.outcomes["error"] == 1 and not nb.useful
