@@ -25,7 +25,7 @@ class NotAffine(Exception):
 def local_map(node) -> Tuple[List[Tuple[int, np.ndarray]], np.ndarray]:
     """``out = sum_p K_p x_p + offset`` for an affine node (tensors flattened without the batch
     dimension): returns ([(input index p, K_p)], offset). Constant inputs must hold their
-    ``forward_value`` (any bound computation or forward pass sets it)."""
+    ``forward_value`` or a folded ``value`` (``evaluate_constants`` sees to it)."""
     kind = type(node).__name__
     pert = [i for i, n in enumerate(node.inputs) if n.perturbed]
     if kind not in AFFINE_KINDS or not pert:
@@ -51,7 +51,7 @@ def local_map(node) -> Tuple[List[Tuple[int, np.ndarray]], np.ndarray]:
         if i == k:
             args.append(basis)
         else:
-            v = inp.forward_value
+            v = constant(inp, node)
             args.append(v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
     try:
         with torch.no_grad():
@@ -62,6 +62,24 @@ def local_map(node) -> Tuple[List[Tuple[int, np.ndarray]], np.ndarray]:
         raise NotAffine(f"{kind} ({node.name}) has non-finite constants")
     offset, K = out[0], (out[1:] - out[0]).T          # out(x) = K x + offset
     return [(k, K)], offset
+
+
+def evaluate_constants(bm) -> None:
+    """Give every unperturbed node of ``bm`` its ``forward_value``. A bound computation leaves
+    some without one (a Reshape's target shape folded into ``value``, a Pad's Cast of its pads
+    never evaluated); auto_LiRPA evaluates those on demand, and so does this."""
+    for node in bm._modules.values():
+        if not getattr(node, "perturbed", False):
+            bm.get_forward_value(node)
+
+
+def constant(inp, node):
+    """The value of an unperturbed input of ``node`` (see ``evaluate_constants``)."""
+    for attr in ("forward_value", "value"):
+        v = getattr(inp, attr, None)
+        if v is not None:
+            return v
+    raise NotAffine(f"{type(node).__name__} ({node.name}): constant input {inp.name} has no value")
 
 
 def compose(node, exprs) -> Tuple[np.ndarray, np.ndarray]:

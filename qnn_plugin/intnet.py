@@ -293,9 +293,7 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
     box = [torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(1, *input_shape) for v in (lo, hi)]
     with torch.no_grad():
         compute_bounds(bm, box[0], box[1], "ibp")
-        for node in bm._modules.values():
-            if not getattr(node, "perturbed", False):
-                bm.get_forward_value(node)
+        affine_graph.evaluate_constants(bm)
     b = _Builder(lo, hi)
     exprs, infos = {}, {}
     for node in bm._modules.values():

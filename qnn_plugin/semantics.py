@@ -958,6 +958,135 @@ def argmax(y: Any, axis: int = -1, keepdims: bool = False) -> np.ndarray:
 _OVERRIDES: List[type] = []
 
 
+def window_table(in_size: Sequence[int], out_size: Sequence[int], kernel: Sequence[int],
+                 strides: Sequence[int], pad_begin: Sequence[int],
+                 dilations: Sequence[int]) -> np.ndarray:
+    """(outputs, kernel cells): the flat spatial input index each pooling window cell reads,
+    ``prod(in_size)`` where the cell lies in the padding. Outputs and cells in row-major order."""
+    rank = len(in_size)
+    outs = np.stack(np.meshgrid(*[np.arange(o) for o in out_size], indexing="ij"), -1).reshape(-1, rank)
+    cells = np.stack(np.meshgrid(*[np.arange(k) for k in kernel], indexing="ij"), -1).reshape(-1, rank)
+    coords, valid = [], np.ones((len(outs), len(cells)), bool)
+    for d in range(rank):
+        c = outs[:, d, None] * strides[d] - pad_begin[d] + cells[None, :, d] * dilations[d]
+        valid &= (c >= 0) & (c < in_size[d])
+        coords.append(np.clip(c, 0, in_size[d] - 1))
+    flat = np.ravel_multi_index(tuple(coords), tuple(in_size))
+    return np.where(valid, flat, int(np.prod(in_size)))
+
+
+def pool_geometry(in_size: Sequence[int], kernel: Sequence[int], strides: Any = None,
+                  pads: Any = None, dilations: Any = None, ceil_mode: int = 0,
+                  auto_pad: Any = "NOTSET", ends: bool = False) -> Tuple[Tuple[int, ...], ...]:
+    """(output size, begin pads) of a pooling op as onnxruntime computes them: explicit pads, or
+    auto_pad SAME_* (padding for ceil(in / stride) windows of the undilated kernel, the odd
+    pad at the end for SAME_UPPER) or VALID; ceil_mode rounds the window count up but drops a
+    last window that would start in the end padding. ``ends``: the end pads too."""
+    rank = len(in_size)
+    strides = tuple(int(v) for v in strides) if strides is not None and len(strides) else (1,) * rank
+    dil = tuple(int(v) for v in dilations) if dilations is not None and len(dilations) else (1,) * rank
+    span = [(int(k) - 1) * d + 1 for k, d in zip(kernel, dil)]
+    if isinstance(auto_pad, bytes):
+        auto_pad = auto_pad.decode()
+    auto_pad = (auto_pad or "NOTSET").upper()
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        # onnxruntime sizes SAME padding with the undilated kernel, then pools with the dilated one
+        target = [-(-int(n) // s) for n, s in zip(in_size, strides)]
+        total = [max(0, (o - 1) * s + int(k) - int(n))
+                 for o, s, k, n in zip(target, strides, kernel, in_size)]
+        begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
+        pads = tuple(begin) + tuple(t - b for t, b in zip(total, begin))
+        auto_pad = "NOTSET"
+    if auto_pad == "VALID":
+        pads = (0,) * (2 * rank)
+    elif auto_pad != "NOTSET":
+        raise ValueError(f"unknown auto_pad {auto_pad!r}")
+    pads = tuple(int(p) for p in pads) if pads is not None and len(pads) else (0,) * (2 * rank)
+    out = []
+    for d in range(rank):
+        room = int(in_size[d]) + pads[d] + pads[rank + d] - span[d]
+        # C++ integer division (towards zero): a window longer than the padded input still
+        # gives one output when the stride exceeds the shortfall
+        n = (-(-room // strides[d]) if ceil_mode else int(room / strides[d])) + 1
+        if ceil_mode and (n - 1) * strides[d] >= int(in_size[d]) + pads[d]:
+            n -= 1
+        out.append(max(n, 0))
+    return (tuple(out), pads[:rank], pads[rank:]) if ends else (tuple(out), pads[:rank])
+
+
+def max_pool(x: Any, kernel_shape: Sequence[int], strides: Any = None, pads: Any = None,
+             dilations: Any = None, ceil_mode: int = 0, auto_pad: Any = "NOTSET",
+             storage_order: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """MaxPool (any spatial rank, float or 8-bit) and its Indices output, as onnxruntime:
+    from the window's first cell inside the input, a strict ``>`` scan over the others in
+    row-major order, so padding never takes part, ties go to the first cell, and a NaN wins
+    only as the first cell. Indices count over the whole tensor, row-major
+    (``storage_order`` 1: the spatial part column-major)."""
+    x = np.asarray(x)
+    rank = len(kernel_shape)
+    in_size = x.shape[2:]
+    dil = tuple(int(v) for v in dilations) if dilations is not None and len(dilations) else (1,) * rank
+    st = tuple(int(v) for v in strides) if strides is not None and len(strides) else (1,) * rank
+    out, begin = pool_geometry(in_size, kernel_shape, st, pads, dil, ceil_mode, auto_pad)
+    table = window_table(in_size, out, [int(k) for k in kernel_shape], st, begin, dil)
+    n_sp = int(np.prod(in_size))
+    lowest = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    flat = np.concatenate([x.reshape(*x.shape[:2], n_sp),
+                           np.full((*x.shape[:2], 1), lowest, x.dtype)], -1)
+    valid = table < n_sp
+    first = np.where(valid.any(1), table[np.arange(len(table)), valid.argmax(1)], n_sp)
+    y, arg = flat[..., first], np.broadcast_to(np.minimum(first, n_sp - 1), (*x.shape[:2], len(table)))
+    for j in range(table.shape[1]):
+        v = flat[..., table[:, j]]
+        take = (v > y) & valid[:, j]
+        y, arg = np.where(take, v, y), np.where(take, table[:, j], arg)
+    if storage_order:   # the spatial index column-major
+        coords = np.unravel_index(arg, tuple(in_size))
+        arg = np.ravel_multi_index(tuple(reversed(coords)), tuple(reversed(in_size)))
+    base = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[0], x.shape[1], 1) * n_sp
+    return y.reshape(*x.shape[:2], *out), (arg + base).reshape(*x.shape[:2], *out)
+
+
+def average_pool(x: Any, kernel_shape: Sequence[int], strides: Any = None, pads: Any = None,
+                 dilations: Any = None, ceil_mode: int = 0, auto_pad: Any = "NOTSET",
+                 count_include_pad: int = 0) -> np.ndarray:
+    """AveragePool (any spatial rank, float32), as onnxruntime: the window's cells inside the
+    input summed in float32 in row-major order, divided by the number of cells inside the
+    input, or with ``count_include_pad`` by the number inside the padded input."""
+    x = np.asarray(x, dtype=np.float32)
+    rank = len(kernel_shape)
+    in_size = x.shape[2:]
+    dil = tuple(int(v) for v in dilations) if dilations is not None and len(dilations) else (1,) * rank
+    st = tuple(int(v) for v in strides) if strides is not None and len(strides) else (1,) * rank
+    kernel = [int(k) for k in kernel_shape]
+    out, begin, end = pool_geometry(in_size, kernel, st, pads, dil, ceil_mode, auto_pad, ends=True)
+    table = window_table(in_size, out, kernel, st, begin, dil)
+    n_sp = int(np.prod(in_size))
+    flat = np.concatenate([x.reshape(*x.shape[:2], n_sp), np.zeros((*x.shape[:2], 1), np.float32)], -1)
+    acc = np.zeros((*x.shape[:2], len(table)), np.float32)
+    for j in range(table.shape[1]):
+        acc = (acc + flat[..., table[:, j]]).astype(np.float32)
+    count = pool_counts(in_size, out, kernel, st, begin, end, dil, bool(count_include_pad))
+    return (acc / count.astype(np.float32)).astype(np.float32).reshape(*x.shape[:2], *out)
+
+
+def pool_counts(in_size, out_size, kernel, strides, pad_begin, pad_end, dilations,
+                include_pad: bool) -> np.ndarray:
+    """AveragePool's divisor per output (flat): window cells inside the input, or with
+    ``include_pad`` inside the padded input [-begin, in + end)."""
+    table = window_table(in_size, out_size, kernel, strides, pad_begin, dilations)
+    if not include_pad:
+        return (table < int(np.prod(in_size))).sum(1)
+    rank = len(in_size)
+    outs = np.stack(np.meshgrid(*[np.arange(o) for o in out_size], indexing="ij"), -1).reshape(-1, rank)
+    cells = np.stack(np.meshgrid(*[np.arange(k) for k in kernel], indexing="ij"), -1).reshape(-1, rank)
+    inside = np.ones((len(outs), len(cells)), bool)
+    for d in range(rank):
+        c = outs[:, d, None] * strides[d] - pad_begin[d] + cells[None, :, d] * dilations[d]
+        inside &= (c >= -pad_begin[d]) & (c < in_size[d] + pad_end[d])
+    return inside.sum(1)
+
+
 def _attr(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
@@ -1100,6 +1229,22 @@ def _make_overrides() -> List[type]:
             from onnx.reference.ops.op_cast import cast_to
 
             return (cast_to(arr, int(to), bool(saturate), _attr(round_mode) or "up"),)
+
+    @register("MaxPool")
+    class _MaxPool(OpRun):
+        # onnx's reference MaxPool misplaces asymmetric pads and ceil-mode windows
+        def _run(self, x, kernel_shape=None, strides=None, pads=None, dilations=None,
+                 ceil_mode=0, auto_pad="NOTSET", storage_order=0, **_):
+            y, idx = max_pool(x, kernel_shape, strides, pads, dilations, int(ceil_mode or 0),
+                              _attr(auto_pad), int(storage_order or 0))
+            return (y, idx) if len(self.output) > 1 else (y,)
+
+    @register("AveragePool")
+    class _AveragePool(OpRun):
+        def _run(self, x, kernel_shape=None, strides=None, pads=None, dilations=None,
+                 ceil_mode=0, auto_pad="NOTSET", count_include_pad=0, **_):
+            return (average_pool(x, kernel_shape, strides, pads, dilations, int(ceil_mode or 0),
+                                 _attr(auto_pad), int(count_include_pad or 0)),)
 
     @register("ArgMax")
     class _ArgMax(OpRun):

@@ -13,7 +13,10 @@ network, or the float box):
   error), plus a binary per reachable saturation that releases the edge it passes. Both levels
   of a tie point are allowed: the program over-approximates the network;
 * a ReLU with unstable input bounds by the usual binary encoding (exact given the bounds,
-  which are widened by the same relative margin first).
+  which are widened by the same relative margin first);
+* a MaxPool window whose maximum the bounds do not fix by one binary per element that can be
+  the maximum (y >= every element, y <= the chosen one); padding, also the -inf padding that
+  onnx2torch puts in front of an asymmetric MaxPool, never takes part.
 
 So every counterexample of the network is a solution: an infeasible program proves the case
 (``unsat``), and a solution is only a candidate that the verifier confirms exactly before
@@ -32,6 +35,7 @@ import torch
 from .. import affine_graph
 from ..bounds import BoundQuantStep
 from ..ops import ROUNDINGS, quant_step
+from ..pool_bounds import BoundPad, BoundWindowMax, window_table
 
 _WIDEN_REL, _WIDEN_ABS = 2.0 ** -20, 2.0 ** -10   # as bounds.BoundQuantStep._widen
 
@@ -168,6 +172,64 @@ def _relu(node, prog: _Program, M, c):
     return _grow(Mr, len(prog.lb)), cr
 
 
+def _max_pool(node: BoundWindowMax, prog: _Program, M, c):
+    """y = max of each window (rows of the input expression whose constant is -inf are padding)."""
+    inp = node.inputs[0]
+    rank = len(node.kernel)
+    in_size, out_size = tuple(inp.output_shape[-rank:]), tuple(node.output_shape[-rank:])
+    table = window_table(in_size, out_size, node.kernel, node.stride, node.padding, node.dilation)
+    n_sp, n_out = int(np.prod(in_size)), table.shape[0]
+    l = inp.lower.reshape(-1).double().cpu().numpy()
+    u = inp.upper.reshape(-1).double().cpu().numpy()
+    with np.errstate(invalid="ignore"):   # -inf padding cells (never read below)
+        pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + 1e-12
+        l, u = l - pad, u + pad
+    channels = l.size // n_sp
+    My = np.zeros((channels * n_out, M.shape[1]))
+    cy = np.zeros(channels * n_out)
+    inf = float("inf")
+    for ch in range(channels):
+        for o in range(n_out):
+            cells = [ch * n_sp + j for j in table[o] if j < n_sp and np.isfinite(c[ch * n_sp + j])]
+            floor = max(l[j] for j in cells)
+            cands = [j for j in cells if u[j] >= floor]     # the others are never the maximum
+            r = ch * n_out + o
+            My = _grow(My, len(prog.lb))
+            if len(cands) == 1:
+                My[r, :M.shape[1]], cy[r] = M[cands[0]], c[cands[0]]
+                continue
+            top = max(u[j] for j in cands)
+            y = prog.new_var(floor, top, False)
+            pick = {}
+            for j in cands:
+                prog.add({y: 1.0}, (-M[j], -c[j]), 0.0, inf)              # y >= x_j
+                pick[j] = prog.new_var(0, 1, True)
+                # y <= x_j + (top - l_j)(1 - a_j)
+                prog.add({y: 1.0, pick[j]: top - l[j]}, (-M[j], -c[j]), -inf, top - l[j])
+            prog.add({a: 1.0 for a in pick.values()}, None, 1.0, 1.0)
+            My = _grow(My, len(prog.lb))
+            My[r, y] = 1.0
+    return _grow(My, len(prog.lb)), cy
+
+
+def _pad_node(node, M, c):
+    """A constant Pad: padded rows are the constant (-inf ones only a MaxPool may read)."""
+    shape = node.inputs[0].output_shape[1:]
+    n = int(np.prod(shape))
+    value = torch.as_tensor(affine_graph.constant(node.inputs[2], node)) if len(node.inputs) > 2 else None
+    value = float(value) if value is not None and value.numel() else 0.0   # empty: ONNX's 0
+    saved = node.padding, node.value       # BoundPad.forward records its arguments
+    try:
+        with torch.no_grad():
+            src = node.forward(torch.arange(1, n + 1, dtype=torch.float64).reshape(1, *shape),
+                               affine_graph.constant(node.inputs[1], node), 0.0).reshape(-1).long().numpy() - 1
+    finally:
+        node.padding, node.value = saved
+    Mp = np.where(src[:, None] >= 0, M[np.maximum(src, 0)], 0.0)
+    cp = np.where(src >= 0, c[np.maximum(src, 0)], value)
+    return Mp, cp
+
+
 def _grow(M: np.ndarray, n_var: int) -> np.ndarray:
     if M.shape[1] >= n_var:
         return M
@@ -178,6 +240,7 @@ def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
     """The program of the bound graph ``bm`` on the domain box [lo, hi] (node bounds must be
     those of a bound computation on that box). Returns (program, output expression (M, c))."""
     n_in = lo.size
+    affine_graph.evaluate_constants(bm)
     prog = _Program(n_in)
     for i in range(n_in):
         prog.new_var(float(lo[i]), float(hi[i]), integer_inputs)
@@ -194,6 +257,14 @@ def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
             if inp.perturbed:
                 exprs[inp.name] = (_grow(exprs[inp.name][0], len(prog.lb)), exprs[inp.name][1])
         ins = [exprs[i.name] for i in node.inputs if i.perturbed]
+        if isinstance(node, BoundPad) and len(ins) == 1 and node.inputs[0].perturbed:
+            exprs[node.name] = _pad_node(node, *ins[0])
+            continue
+        if isinstance(node, BoundWindowMax):
+            exprs[node.name] = _max_pool(node, prog, *ins[0])
+            continue
+        if any(not np.all(np.isfinite(e[1])) for e in ins):
+            raise Unsupported(f"{kind} ({node.name}) reads -inf padding")
         if isinstance(node, BoundQuantStep):
             if not node._on_lattice or getattr(node, "split_lo", None) is not None:
                 raise Unsupported(f"quantization step off its lattice ({node.name})")

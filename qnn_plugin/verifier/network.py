@@ -53,6 +53,10 @@ class Network:
         self.domain.to(device).eval()
         with torch.no_grad():
             y = self.domain(torch.zeros(1, *self.input_shape, device=device))
+        if y.dim() < 1 or y.shape[0] != 1:   # e.g. a final Reshape to [m]: boxes come in batches
+            raise InputShapeError(f"{self.path}: for one input the output has shape "
+                                  f"{tuple(y.shape)}; the verifier needs a leading batch "
+                                  "dimension on the output too (e.g. 1 x m)")
         self.n_out = int(y[0].numel())
         self._bm = None
 

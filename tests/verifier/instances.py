@@ -170,3 +170,75 @@ def qcdq_mlp(rng, n_in: int = 5, hidden: int = 6, n_out: int = 3):
     return types.SimpleNamespace(model=model, input_scale=float(s_in), input_zero_point=0,
                                  input_qmin=0, input_qmax=15, input_shape=(n_in,),
                                  grid_values=lambda: grid_values(float(s_in), 0, 0, 15))
+
+
+def pool_net(rng, kernel: int = 2, stride: int = 2, pads=(0, 0, 0, 0), dilation: int = 1,
+             ceil_mode: int = 0, conv: bool = True, size: int = 4, opset: int = 17,
+             op: str = "MaxPool", count_include_pad: int = 0):
+    """Fake-quantized input (int8 codes, scale 1/4) -> [Conv 2x2, 2 channels -> Relu] ->
+    MaxPool or AveragePool with the given attributes -> Flatten -> MatMul to 3 outputs.
+    Power-of-two weights, so float32 is exact (an AveragePool whose window counts are not
+    powers of two excepted). Built by hand with onnx.helper, not by the project's builders."""
+    import types
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.grid import grid_values
+
+    const = lambda a, name: numpy_helper.from_array(np.array(a), name)  # noqa: E731
+    inits = [const(np.float32(0.25), "s"), const(np.int8(0), "z")]
+    node = helper.make_node
+    nodes = [node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             node("DequantizeLinear", ["q", "s", "z"], ["h"])]
+    channels, side = 1, size
+    if conv:
+        inits.append(const((rng.integers(-2, 3, (2, 1, 2, 2)) / 2).astype(np.float32), "K"))
+        nodes += [node("Conv", ["h", "K"], ["c"]), node("Relu", ["c"], ["r"])]
+        channels, side, last = 2, size - 1, "r"
+    else:
+        last = "h"
+    attrs = dict(kernel_shape=[kernel] * 2, strides=[stride] * 2, pads=list(pads), ceil_mode=ceil_mode)
+    if dilation != 1 or op == "MaxPool":
+        attrs["dilations"] = [dilation] * 2
+    if op == "AveragePool":
+        attrs["count_include_pad"] = count_include_pad
+    nodes.append(node(op, [last], ["p"], **attrs))
+    span = dilation * (kernel - 1) + 1
+    out = []
+    for d in range(2):
+        room = side + pads[d] + pads[d + 2] - span
+        n = (-(-room // stride) if ceil_mode else room // stride) + 1
+        if ceil_mode and (n - 1) * stride >= side + pads[d]:
+            n -= 1   # the last window would start in the end padding
+        out.append(n)
+    flat = channels * out[0] * out[1]
+    inits.append(const((rng.integers(-3, 4, (flat, 3)) / 4).astype(np.float32), "W"))
+    nodes += [node("Flatten", ["p"], ["f"], axis=1), node("MatMul", ["f", "W"], ["y"])]
+    graph = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return types.SimpleNamespace(model=model, input_scale=0.25, input_zero_point=0, input_qmin=-128,
+                                 input_qmax=127, input_shape=(1, size, size),
+                                 grid_values=lambda: grid_values(0.25, 0, -128, 127))
+
+
+# MaxPool geometries auto_LiRPA's own MaxPool could not bound (overlapping windows, padding,
+# asymmetric padding, dilation, ceil mode) and the plain one; AveragePool at opsets onnx2torch
+# has no converter for (19: dilations, 21), with and without the padding counted (window
+# counts 1, 2 and 4 only: the divisions stay exact, and so does every verdict)
+POOLS = {
+    "avg_k2s1_op19": dict(op="AveragePool", stride=1, opset=19),
+    "avg_k2s1p1_op21": dict(op="AveragePool", stride=1, pads=(1, 1, 1, 1), opset=21),
+    "avg_k2s2_count_pad": dict(op="AveragePool", pads=(1, 1, 0, 0), count_include_pad=1,
+                               conv=False, size=5),
+    "k2s2": dict(),
+    "k2s1": dict(stride=1),
+    "k3s1p1": dict(kernel=3, stride=1, pads=(1, 1, 1, 1)),
+    "k2s2_pad_end": dict(pads=(0, 0, 1, 1)),
+    "k2s1_pad_begin": dict(stride=1, pads=(1, 1, 0, 0), conv=False),
+    "k2s1_dilated": dict(stride=1, dilation=2, conv=False),
+    "k2s2_ceil": dict(ceil_mode=1, conv=False, size=5),
+}

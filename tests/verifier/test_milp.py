@@ -13,7 +13,7 @@ from qnn_plugin.verifier import bab, milp, verify
 from qnn_plugin.verifier.network import Network
 from qnn_plugin.verifier.problem import Problem
 
-from .instances import ENCODINGS, grid_instance
+from .instances import ENCODINGS, POOLS, grid_instance, pool_net
 
 
 
@@ -51,6 +51,19 @@ def test_program_agrees_with_enumeration(tmp_path, encoding, seed, kind):
         pt = torch.tensor(np.round(res.point), dtype=torch.float32)[None]
         lo, hi = net.domain_box(problem.lower, problem.upper)
         assert bool(((pt >= lo) & (pt <= hi)).all())
+
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
+def test_program_agrees_with_enumeration_on_pools(tmp_path, pool, seed, kind):
+    """MaxPool windows (and the -inf Pad in front of an asymmetric one), AveragePool's
+    padded depthwise sums, in the program."""
+    rng = np.random.default_rng(seed)
+    built = pool_net(rng, **POOLS[pool])
+    spec, truth = grid_instance(rng, built, kind, free=5)
+    res, _, _ = _program_verdict(tmp_path, built, spec)
+    assert res.status == ("feasible" if truth else "infeasible"), res.message
 
 
 def test_unsupported_operations_are_reported():

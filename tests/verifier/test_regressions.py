@@ -12,6 +12,8 @@ from qnn_plugin.spec import Case, Polytope, Spec
 from qnn_plugin.verifier import verify
 from qnn_plugin.verifier.bab import split
 
+from .instances import POOLS, grid_instance, pool_net
+
 
 def _save(tmp_path, nodes, inits, n_in, n_out, in_shape=None, name="m.onnx"):
     graph = helper.make_graph(
@@ -104,4 +106,61 @@ def test_input_without_batch_dimension_is_a_clear_error(tmp_path):
     spec = Spec((Case(np.zeros(3), np.ones(3), (Polytope(np.array([[1.0]]), np.array([0.0])),)),),
                 3, 1, "<t>")
     with pytest.raises(InputShapeError, match="batch"):
+        verify(path, spec, timeout=30)
+
+
+# ---- a second independent audit (hand-built models; each crashed the verifier before its fix)
+
+@pytest.mark.parametrize("pool", sorted(POOLS))
+@pytest.mark.parametrize("branch", ["activation", "input"])
+def test_pools_of_any_geometry(tmp_path, pool, branch):
+    """MaxPool with overlapping windows, padding (asymmetric too), dilation or ceil mode:
+    auto_LiRPA's own MaxPool raised on all but k2s2 (and alpha-CROWN on that one too);
+    AveragePool at opsets 19 and 21 had no converter."""
+    rng = np.random.default_rng(len(pool))
+    for _ in range(3):
+        built = pool_net(rng, **POOLS[pool])
+        spec, truth = grid_instance(rng, built, "random", free=6)
+        path = tmp_path / "pool.onnx"
+        path.write_bytes(built.model.SerializeToString())
+        res = verify(str(path), spec, timeout=60, branch=branch, attack_starts=0)
+        assert res.verdict == ("sat" if truth else "unsat"), (res.verdict, res.message)
+
+
+def test_reshape_with_a_shape_subgraph_in_the_float_program(tmp_path):
+    """A Reshape after a fake-quantized input: auto_LiRPA folds its target shape into a
+    Split/Squeeze/Concat subgraph whose nodes hold no forward value, and the program beside
+    the search crashed reading it."""
+    n = 5
+    rng = np.random.default_rng(1)
+    path = _save(tmp_path, [helper.make_node("Div", ["x", "s"], ["d"]),
+                            helper.make_node("Round", ["d"], ["r"]),
+                            helper.make_node("Clip", ["r", "lo", "hi"], ["c"]),
+                            helper.make_node("Mul", ["c", "s"], ["m"]),
+                            helper.make_node("Reshape", ["m", "shape"], ["f"]),
+                            helper.make_node("MatMul", ["f", "W1"], ["h"]),
+                            helper.make_node("Relu", ["h"], ["y"])],
+                 {"s": np.array(0.25, np.float32), "lo": np.array(-8.0, np.float32),
+                  "hi": np.array(7.0, np.float32), "shape": np.array([1, n], np.int64),
+                  "W1": (rng.integers(-4, 5, (n, 3)) / 4).astype(np.float32)}, n, 3)
+    lower, upper = np.full(n, -0.6), np.full(n, 0.6)
+    axes = [np.arange(-2, 3) * 0.25] * n          # every code the box reaches
+    x = np.array(np.meshgrid(*axes, indexing="ij")).reshape(n, -1).T.astype(np.float32)
+    y = np.concatenate([_ort(path, x[i:i + 1]) for i in range(len(x))])
+    for threshold in (y[:, 0].max() - 0.125, y[:, 0].max() + 0.125):
+        poly = Polytope(np.array([[-1.0, 0.0, 0.0]]), np.array([-threshold]))   # y0 >= t
+        spec = Spec((Case(lower, upper, (poly,)),), n, 3, "<t>")
+        res = verify(path, spec, timeout=60, branch="activation", attack_starts=0)
+        assert res.verdict == ("sat" if threshold < y[:, 0].max() else "unsat"), res.message
+        assert "milp_unsupported" not in res.stats
+
+
+def test_output_without_batch_dimension_is_a_clear_error(tmp_path):
+    """Input [1, 4], output Reshape'd to [3]: the message used to say the model had 1 output."""
+    path = _save(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["t"]),
+                            helper.make_node("Reshape", ["t", "shape"], ["y"])],
+                 {"W": np.ones((4, 3), np.float32), "shape": np.array([3], np.int64)}, 4, 3)
+    spec = Spec((Case(np.zeros(4), np.ones(4), (Polytope(np.array([[1.0, 0, 0]]), np.array([0.0])),)),),
+                4, 3, "<t>")
+    with pytest.raises(InputShapeError, match=r"output has shape \(3,\)"):
         verify(path, spec, timeout=30)

@@ -39,6 +39,11 @@ def _check(tmp_path, built, spec, truth):
         assert not truth, res.message
         assert _default_options_differ(built, spec), res.message
         return res
+    if res.verdict == "unknown" and truth and not _unsafe_under_both(built, spec):
+        # a sat withheld: every point unsafe under the operator-by-operator semantics gives
+        # safe outputs under onnxruntime's default options (the VNN-COMP checker's), so no
+        # counterexample can be confirmed (a QCDQ model's weights quantized by the optimiser)
+        return res
     assert res.verdict in ("sat", "unsat"), (res.verdict, res.message)
     assert (res.verdict == "sat") == truth, res.stats
     if res.verdict == "sat":
@@ -50,6 +55,17 @@ def _check(tmp_path, built, spec, truth):
         assert np.all(p.A @ y.astype(np.float64) <= p.b)
         np.testing.assert_array_equal(y, cex.y)
     return res
+
+
+def _unsafe_under_both(built, spec) -> bool:
+    """Some grid point of a case is unsafe with onnxruntime's optimisations off and on."""
+    for case in spec.cases:
+        x = reachable_inputs(built.grid_values(), case.lower, case.upper, built.input_shape)
+        y0, y1 = exact_outputs(built.model, x), default_outputs(built.model, x)
+        for p in case.unsafe:
+            if np.any(np.all(y0 @ p.A.T <= p.b, 1) & np.all(y1 @ p.A.T <= p.b, 1)):
+                return True
+    return False
 
 
 def _default_options_differ(built, spec) -> bool:
@@ -65,6 +81,7 @@ def _default_options_differ(built, spec) -> bool:
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
 @example(seed=208, kind="robust")  # qcdq: onnxruntime's optimiser quantizes the float weights
+@example(seed=3316, kind="random")  # qcdq: ... so the only unsafe points are safe for it
 def test_verdicts_match_exhaustive_enumeration(tmp_path, encoding, seed, kind):
     rng = np.random.default_rng(seed)
     built = BUILDERS[encoding](rng)

@@ -15,7 +15,7 @@ _TYPE_ONLY = {
     "Acos": 7, "Asin": 7, "Atan": 7, "Cos": 7, "Sin": 7, "Tan": 7,
     "Constant": 13, "ConstantOfShape": 9, "Conv": 11, "ConvTranspose": 11, "Dropout": 13,
     "Elu": 6, "EyeLike": 9, "Flatten": 13, "GlobalAveragePool": 1, "HardSigmoid": 6,
-    "HardSwish": 14, "Identity": 16, "InstanceNormalization": 6, "MaxPool": 12, "Reshape": 14,
+    "HardSwish": 14, "Identity": 16, "InstanceNormalization": 6, "Reshape": 14,
     "Shape": 15, "Softplus": 1, "Softsign": 1, "Selu": 6, "Squeeze": 21, "Transpose": 13,
     "Unsqueeze": 13, "Gemm": 9, "BatchNormalization": 9, "IsNaN": 13, "NonZero": 13, "Equal": 13,
 }
