@@ -6,12 +6,12 @@ asymmetric. Here the geometry is ``semantics.pool_geometry`` (checked against on
 every combination of kernel, stride, pads, dilation, ceil mode and auto_pad), and the module
 reads exactly those windows:
 
-* MaxPool: pad with -inf to the windows' extent, then torch's max pooling with no padding of
-  its own (floor mode). Exact.
-* AveragePool: pad with zeros, sum each window with a depthwise convolution of ones, divide by
-  the per-output count (cells inside the input, or inside the padded input with
-  count_include_pad), as onnxruntime divides. Pad, Conv and Div are affine, so the bound
-  operators and the exact program take them as they are.
+* MaxPool: pad with -inf to the windows' extent (symmetric pads within half the kernel are
+  left to torch's own padding argument instead), then torch's max pooling in floor mode. Exact.
+* AveragePool: pad with zeros (or the convolution's own padding when symmetric), sum each
+  window with a depthwise convolution of ones, divide by the per-output count (cells inside
+  the input, or inside the padded input with count_include_pad), as onnxruntime divides. Pad,
+  Conv and Div are affine, so the bound operators and the exact program take them as they are.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from torch import nn
 from ...errors import UnsupportedOperatorError
 from ...semantics import pool_counts, pool_geometry
 from .quantize import where
-from .registry import converter, result, since_versions
+from .registry import converter, result, since_versions, static_shape
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -83,16 +83,7 @@ class AveragePool(nn.Module):
 
 def _geometry(node, graph):
     a = node.attributes
-    x = node.input_values[0]
-    info = graph.value_info.get(x)
-    shape = None
-    if info is not None and info.type.tensor_type.HasField("shape"):
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
-    if shape is None:
-        for vi in graph.proto.input:
-            if vi.name == x:
-                shape = [d.dim_value if d.HasField("dim_value") else None
-                         for d in vi.type.tensor_type.shape.dim]
+    shape = static_shape(graph, node.input_values[0])
     kernel = [int(k) for k in a["kernel_shape"]]
     if shape is None or len(shape) != len(kernel) + 2 or any(d is None for d in shape[1:]):
         raise UnsupportedOperatorError(

@@ -17,7 +17,7 @@ from torch import nn
 from ...errors import UnsupportedOperatorError
 from ...ops import QuantStep
 from .quantize import int_type, where
-from .registry import const, converter, elem_type, result, since_versions
+from .registry import const, converter, elem_type, result, since_versions, static_shape
 
 
 def _frozen(t: np.ndarray) -> nn.Parameter:
@@ -133,14 +133,6 @@ def _conv_attrs(node, weight_shape, x_shape=None):
     return strides, pads, dilations, int(a.get("group", 1))
 
 
-def _static_shape(graph, name):
-    info = graph.value_info.get(name)
-    if info is None or not info.type.tensor_type.HasField("shape"):
-        return None
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
-    return dims
-
-
 def _requantize(node, graph, x_scale, w_scale, y_scale, y_zp_index, per_channel_shape):
     y_zp = _need_const(node, graph, y_zp_index, "output zero point")
     qt = int_type(elem_type(graph, node.input_values[y_zp_index]))
@@ -197,7 +189,7 @@ def qlinear_conv(node, graph):
     y_scale = _need_const(node, graph, 6, "y_scale")
     bias = _need_const(node, graph, 8, "bias") if len(node.input_values) > 8 else None
     w = _conv_weight(node, graph, 3, w_zp)
-    strides, pads, dil, group = _conv_attrs(node, w.shape, _static_shape(graph, x))
+    strides, pads, dil, group = _conv_attrs(node, w.shape, static_shape(graph, x))
     conv = IntegerConv2d(w, None if bias is None else bias.astype(np.float64), x_zp, strides, pads, dil, group)
     req = _requantize(node, graph, x_scale, w_scale, y_scale, 7, (-1, 1, 1))
     return result(nn.Sequential(conv, req), node, [x])
@@ -209,5 +201,5 @@ def conv_integer(node, graph):
     x_zp = _scalar(node, _need_const(node, graph, 2, "x_zero_point"), "x_zero_point")
     w_zp = _need_const(node, graph, 3, "w_zero_point")
     w = _conv_weight(node, graph, 1, w_zp)
-    strides, pads, dil, group = _conv_attrs(node, w.shape, _static_shape(graph, x))
+    strides, pads, dil, group = _conv_attrs(node, w.shape, static_shape(graph, x))
     return result(IntegerConv2d(w, None, x_zp, strides, pads, dil, group), node, [x])

@@ -102,11 +102,12 @@ def elem_type(graph: OnnxGraph, name: str) -> int:
     return info.type.tensor_type.elem_type if info is not None else 0
 
 
-def rank(graph: OnnxGraph, name: str):
-    """Rank of a value from shape inference, or None when unknown."""
+def static_shape(graph: OnnxGraph, name: str):
+    """Dimensions of a value from shape inference (None for an unknown one), or None when its
+    shape is unknown."""
     proto = const_proto(graph, name)
     if proto is not None:
-        return len(proto.dims)
+        return list(proto.dims)
     info = graph.value_info.get(name)
     if info is None:
         for vi in list(graph.proto.input) + list(graph.proto.output):
@@ -114,7 +115,13 @@ def rank(graph: OnnxGraph, name: str):
                 info = vi
     if info is None or not info.type.tensor_type.HasField("shape"):
         return None
-    return len(info.type.tensor_type.shape.dim)
+    return [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
+
+
+def rank(graph: OnnxGraph, name: str):
+    """Rank of a value from shape inference, or None when unknown."""
+    shape = static_shape(graph, name)
+    return None if shape is None else len(shape)
 
 
 def result(module, node: OnnxNode, inputs: Sequence[str]) -> OperationConverterResult:
