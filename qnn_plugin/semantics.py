@@ -1073,18 +1073,13 @@ def average_pool(x: Any, kernel_shape: Sequence[int], strides: Any = None, pads:
 def pool_counts(in_size, out_size, kernel, strides, pad_begin, pad_end, dilations,
                 include_pad: bool) -> np.ndarray:
     """AveragePool's divisor per output (flat): window cells inside the input, or with
-    ``include_pad`` inside the padded input [-begin, in + end)."""
+    ``include_pad`` inside the padded input [-begin, in + end) (the padded input's windows,
+    with no padding of their own)."""
+    if include_pad:
+        in_size = [int(n) + b + e for n, b, e in zip(in_size, pad_begin, pad_end)]
+        pad_begin = [0] * len(in_size)
     table = window_table(in_size, out_size, kernel, strides, pad_begin, dilations)
-    if not include_pad:
-        return (table < int(np.prod(in_size))).sum(1)
-    rank = len(in_size)
-    outs = np.stack(np.meshgrid(*[np.arange(o) for o in out_size], indexing="ij"), -1).reshape(-1, rank)
-    cells = np.stack(np.meshgrid(*[np.arange(k) for k in kernel], indexing="ij"), -1).reshape(-1, rank)
-    inside = np.ones((len(outs), len(cells)), bool)
-    for d in range(rank):
-        c = outs[:, d, None] * strides[d] - pad_begin[d] + cells[None, :, d] * dilations[d]
-        inside &= (c >= -pad_begin[d]) & (c < in_size[d] + pad_end[d])
-    return inside.sum(1)
+    return (table < int(np.prod(in_size))).sum(1)
 
 
 def _attr(v: Any) -> Any:
