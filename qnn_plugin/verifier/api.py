@@ -29,7 +29,7 @@ from ..bounded import lirpa_unsupported
 from ..forked import Forked
 from ..spec import Spec, read_vnnlib
 from . import attack, bab, intprog
-from .check import Checker
+from .check import Checker, onnxruntime_disagrees
 from .neighbourhood import Neighbourhoods
 from .network import Network
 from .problem import Problem
@@ -99,7 +99,8 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
     dev, method = net.device, opts.method
     checker = Checker(net)
     stats = dict(time_load=time.monotonic() - t0, time_attack=0.0, time_bab=0.0,
-                 input_grid=float(net.grid is not None), cases=float(len(spec.cases)))
+                 input_grid=float(net.grid is not None), input_cells=float(net.cells is not None),
+                 cases=float(len(spec.cases)))
     gen = torch.Generator().manual_seed(seed)
     verdicts = []
     for i, case in enumerate(spec.cases):
@@ -176,44 +177,10 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
     bad = [(s, m) for s, m in verdicts if s != "unsat"]
     if bad:
         return _finish(VerifyResult("unknown", message="; ".join(m for _, m in bad)), t0, stats, checker)
-    odd = _onnxruntime_disagrees(net, spec, checker, gen, stats)
+    odd = onnxruntime_disagrees(net, spec, checker, gen, stats)
     if odd is not None:
         return _finish(VerifyResult("unknown", message=odd), t0, stats, checker)
     return _finish(VerifyResult("unsat"), t0, stats, checker)
-
-
-def _onnxruntime_disagrees(net, spec, checker, gen, stats, per_case: int = 32) -> Optional[str]:
-    """Before an unsat answer: does onnxruntime with default options (what the VNN-COMP
-    checker runs) compute other outputs than the semantics the proof is about, on the centre,
-    the two corners and random points of each case's box? Its graph optimisations rewrite some
-    models (a QDQ Gemm with a float bias became FusedGemm + QGemm with the bias rounded to
-    int32, shifting outputs by a quantum), and then a counterexample could exist for the
-    checker that the proof cannot see. Returns the reason to answer unknown, or None."""
-    t = time.monotonic()
-    try:
-        for i, case in enumerate(spec.cases):
-            if not case.unsafe:   # checked even past the deadline: an unsat rests on it
-                continue
-            problem = Problem.from_case(case, i, net.device)
-            lo, hi = net.domain_box(problem.inner_lower, problem.inner_upper)
-            centre = lo + (hi - lo) / 2
-            if net.grid is not None:
-                centre = torch.floor(centre)
-            pts = torch.cat([torch.stack([centre, lo, hi]),
-                             attack.random_points(net, lo, hi, per_case - 3, gen)])
-            xs = net.to_inputs(pts, problem.inner_lower, problem.inner_upper).cpu().numpy()
-            found = checker.disagreement(xs)
-            if found is not None:
-                stats["onnxruntime_disagrees"] = 1.0
-                x, diff = found
-                return (f"every case is unsat under the model's operator-by-operator semantics, "
-                        f"but onnxruntime (default session options, as the VNN-COMP checker "
-                        f"runs it) computes outputs up to {diff:.3g} away from them on an input "
-                        f"of case {i}'s box (its graph optimisations change this model), so the "
-                        f"proof need not hold for onnxruntime")
-        return None
-    finally:
-        stats["time_onnxruntime_agreement"] = time.monotonic() - t
 
 
 def _random_attack(net, problem, checker, gen, stats) -> Optional[Counterexample]:

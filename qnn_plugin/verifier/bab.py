@@ -10,7 +10,8 @@ activations.py), or on an input dimension chosen by strong branching (both child
 each candidate dimension, best mean wins) or by the |A_d| * width_d gain estimate. Code boxes
 split at an integer, so no box ever ends on a rounding tie; float boxes split at the float
 midpoint and, once two floats are adjacent, into the two single values, so every box eventually
-becomes a point.
+becomes a point; float boxes of a network with input cells (cells.py) split at a cell start,
+and a box inside one cell per coordinate counts as a point.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from ..bounded import _ibp
 from . import activations as act
+from .cells import InputCells
 from .lagrangian import Lagrangian
 from .network import Network
 from .problem import Problem
@@ -181,8 +183,17 @@ def bound_rows(net: Network, problem: Problem, lo: Tensor, hi: Tensor, method: s
             act.uninstall(layers)
 
 
-def split_scores(lo: Tensor, hi: Tensor, lA: Optional[Tensor], worst_row: Tensor, rule: str) -> Tensor:
-    """(N, n) split priority; non-splittable (zero-width) dimensions get -1."""
+def splittable(lo: Tensor, hi: Tensor, cells: Optional[InputCells] = None) -> Tensor:
+    """(N, n) bool: the dimensions a split can divide (non-zero width; with input cells, not
+    inside one cell)."""
+    can = hi > lo
+    return can if cells is None else can & ~cells.constant(lo, hi)
+
+
+def split_scores(lo: Tensor, hi: Tensor, lA: Optional[Tensor], worst_row: Tensor, rule: str,
+                 can: Optional[Tensor] = None) -> Tensor:
+    """(N, n) split priority; dimensions that cannot be split (zero width, or ``can`` False)
+    get -1."""
     width = (hi - lo).float()
     if rule == "gain" and lA is not None:
         a = lA.gather(1, worst_row.view(-1, 1, 1).expand(-1, 1, lA.shape[2])).squeeze(1)
@@ -191,12 +202,16 @@ def split_scores(lo: Tensor, hi: Tensor, lA: Optional[Tensor], worst_row: Tensor
         score = score + 1e-9 * width / (width.max(dim=1, keepdim=True).values + 1e-30)
     else:
         score = width
-    return torch.where(width > 0, score, torch.full_like(score, -1.0))
+    can = width > 0 if can is None else can
+    return torch.where(can, score, torch.full_like(score, -1.0))
 
 
-def split(lo: Tensor, hi: Tensor, dim: Tensor, integer: bool):
+def split(lo: Tensor, hi: Tensor, dim: Tensor, integer: bool, cells: Optional[InputCells] = None):
     """Two children per box along ``dim``: codes at floor(mid) | floor(mid)+1; floats at the
-    midpoint, or into the two values when no float lies strictly between."""
+    midpoint, or into the two values when no float lies strictly between; floats with input
+    cells at the start of a cell (cells.py)."""
+    if cells is not None and not integer:
+        return cells.split(lo, hi, dim)
     rows = torch.arange(lo.shape[0], device=lo.device)
     l, h = lo[rows, dim], hi[rows, dim]
     if integer:
@@ -239,6 +254,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
     points whose torch evaluation is too close to the boundary to trust."""
     confirm = judge.confirm
     integer = net.grid is not None
+    cells = None if integer else net.cells
     stats = dict(boxes_bounded=0, points_evaluated=0, max_depth=0, rounds=0, candidates=0,
                  input_splits=0, activation_splits=0, empty_domains=0)
     layers = _branching_layers(net, opts)
@@ -295,8 +311,12 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
         # single points: evaluate exactly (whatever the activation constraints say)
         # small code boxes: every point, evaluated exactly, costs less than bounding the box
         point = _small_boxes(d["lo"], d["hi"], enum_max if integer else 1)
+        if cells is not None:   # boxes inside one cell per coordinate have a single output
+            point |= ~splittable(d["lo"], d["hi"], cells).any(dim=1)
         if bool(point.any()):
-            for pts in _enumerate_chunks(d["lo"][point], d["hi"][point]):
+            chunks = (_enumerate_chunks(d["lo"][point], d["hi"][point]) if cells is None else
+                      [_representatives(problem, d["lo"][point], d["hi"][point])])
+            for pts in chunks:
                 found, n_disputed = _decide_points(net, problem, pts, judge, stats)
                 if found is not None:
                     return Outcome("sat", found, stats=stats)
@@ -368,7 +388,7 @@ def search(net: Network, problem: Problem, lo: Tensor, hi: Tensor, deadline: flo
             sub, sub_bd = _take(d, rest), _take_bounds(bd, rest)
             stats["input_splits"] += int(rest.sum())
             pool.push(_input_split(net, problem, sub, sub_bd, worst_row[rest], key[rest],
-                                   opts, integer, batch, stats, layers, state_keys))
+                                   opts, integer, batch, stats, layers, state_keys, cells))
         if opts.progress is not None and time.monotonic() - last_report > 2.0:
             last_report = time.monotonic()
             opts.progress(dict(stats, open=len(pool)))
@@ -385,6 +405,13 @@ def _small_boxes(lo: Tensor, hi: Tensor, max_points: int) -> Tensor:
     if max_points <= 1:
         return (lo == hi).all(dim=1)
     return torch.log(hi.double() - lo.double() + 1).sum(dim=1) <= math.log(max_points) + 1e-9
+
+
+def _representatives(problem: Problem, lo: Tensor, hi: Tensor) -> Tensor:
+    """One point of each float box, inside the spec's inner box where the two meet (where
+    a counterexample must lie)."""
+    inner = torch.minimum(torch.maximum(lo, problem.inner_lower), problem.inner_upper)
+    return torch.minimum(torch.maximum(inner, lo), hi)
 
 
 def _enumerate_chunks(lo: Tensor, hi: Tensor, max_values: int = 1 << 24):
@@ -485,22 +512,24 @@ def _try_candidates(net, problem, d, lA, worst_row, integer, confirm, stats, poi
     return ok if ok is not None and ok.shape[0] else None
 
 
-def _input_split(net, problem, d, bd, worst_row, key, opts, integer, batch, stats, layers, state_keys):
+def _input_split(net, problem, d, bd, worst_row, key, opts, integer, batch, stats, layers,
+                 state_keys, cells=None):
     """Children of input splits (the activation constraints are inherited)."""
     state = {k: d[k] for k in state_keys}
     n = d["lo"].shape[0]
     if opts.split == "strong":
         lo, hi, open_, ckey, pick, clb = _strong_split(net, problem, d["lo"], d["hi"], d["open"],
                                                        bd.lA, worst_row, opts, integer, batch,
-                                                       stats, layers, state)
+                                                       stats, layers, state, cells)
         kids = dict(lo=lo, hi=hi, open=open_, depth=(d["depth"] + 1).repeat(2), key=ckey)
         kids.update({k: v[pick % n] for k, v in state.items()})
         if "best_lb" in kids:   # bounded already: their own bounds (no looser than the parent's)
             kids["best_lb"] = clb
         alive = open_.any(dim=1)
         return _take(kids, alive)
-    scores = split_scores(d["lo"], d["hi"], bd.lA, worst_row, opts.split)
-    lo, hi = split(d["lo"], d["hi"], scores.argmax(dim=1), integer)
+    scores = split_scores(d["lo"], d["hi"], bd.lA, worst_row, opts.split,
+                          splittable(d["lo"], d["hi"], cells))
+    lo, hi = split(d["lo"], d["hi"], scores.argmax(dim=1), integer, cells)
     kids = dict(lo=lo, hi=hi, open=d["open"].repeat(2, 1), depth=(d["depth"] + 1).repeat(2),
                 key=key.repeat(2))
     kids.update({k: v.repeat(2, *([1] * (v.dim() - 1))) for k, v in state.items()})
@@ -543,7 +572,7 @@ def _box_keys(problem: Problem, lb: Tensor, open_: Tensor):
 
 
 def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, batch, stats,
-                  layers=None, state=None):
+                  layers=None, state=None, cells=None):
     """Strong branching: bound both children for each candidate dimension and keep the split
     whose children are best on average. Candidates: every splittable dimension of a
     low-dimensional input, else the best few by estimated gain and by width. Returns the
@@ -551,22 +580,23 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
     index (mod N) of its parent, and the children's bounds (no looser than their parent's
     ``best_lb`` in ``state``, when there)."""
     n = lo.shape[1]
-    width = (hi - lo).float()
+    can = splittable(lo, hi, cells)
+    width = torch.where(can, (hi - lo).float(), torch.full_like(lo, -1.0, dtype=torch.float32))
     if n <= 8:
         cand = torch.arange(n, device=lo.device).unsqueeze(0).expand(lo.shape[0], -1)
     else:
         k = 3
-        by_gain = split_scores(lo, hi, lA, worst_row, "gain").topk(k, dim=1).indices
+        by_gain = split_scores(lo, hi, lA, worst_row, "gain", can).topk(k, dim=1).indices
         by_width = width.topk(k, dim=1).indices
         cand = torch.cat([by_gain, by_width], dim=1)
-    # a candidate of zero width cannot be split: try the widest dimension in its place
+    # a candidate that cannot be split: try the widest splittable dimension in its place
     widest = width.argmax(dim=1, keepdim=True).expand_as(cand)
-    cand = torch.where(width.gather(1, cand) > 0, cand, widest)
+    cand = torch.where(can.gather(1, cand), cand, widest)
     k = cand.shape[1]
     N = lo.shape[0]
     kids_lo, kids_hi = [], []
     for j in range(k):
-        c_lo, c_hi = split(lo, hi, cand[:, j], integer)
+        c_lo, c_hi = split(lo, hi, cand[:, j], integer, cells)
         kids_lo.append(c_lo)
         kids_hi.append(c_hi)
     all_lo, all_hi = torch.cat(kids_lo), torch.cat(kids_hi)          # (k * 2N, n)
@@ -584,7 +614,7 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
     lb, empty = torch.cat(lbs), torch.cat(empties)
     all_open, keys = _box_keys(problem, lb, rep(open_) & ~empty.unsqueeze(1))
     keys = keys.view(k, 2, N)
-    splittable = width.gather(1, cand).T > 0                           # (k, N)
+    can_split = can.gather(1, cand).T                                  # (k, N)
     # mean of the children's (non-positive) margin bounds: splits that leave the worst region's
     # bound alone but halve the box still count (the min of the two would stall on them)
     gain = keys.clamp(max=0).mean(dim=1)
@@ -592,7 +622,7 @@ def _strong_split(net, problem, lo, hi, open_, lA, worst_row, opts, integer, bat
         # choice above: there, children's bounds looser than their parent's still rank splits)
         lb = torch.maximum(lb, all_state["best_lb"])
         all_open, keys = _box_keys(problem, lb, rep(open_) & ~empty.unsqueeze(1))
-    quality = torch.where(splittable, gain, torch.full_like(gain, -_INF))
+    quality = torch.where(can_split, gain, torch.full_like(gain, -_INF))
     best = quality.argmax(dim=0)                                       # (N,)
     idx = torch.arange(N, device=lo.device)
     pick = torch.cat([best * 2 * N + idx, best * 2 * N + N + idx])     # left kids, right kids

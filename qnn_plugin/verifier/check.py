@@ -2,17 +2,21 @@
 
 onnxruntime runs with default session options, as the VNN-COMP checker does (with power-of-two
 scales it agrees with the exact semantics bit for bit; with other scales its fused kernels may
-differ by a quantum, and then a candidate one of them rejects is not reported).
+differ by a quantum, and then a candidate one of them rejects is not reported). Before an
+``unsat``, ``onnxruntime_disagrees`` samples each box for inputs where the two differ.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
+import torch
 
 from .. import semantics
 from ..errors import UnsupportedOperatorError
+from . import attack
 from .network import Network
 from .problem import Problem
 
@@ -81,3 +85,38 @@ class Checker:
 
     def _reference(self, feed) -> np.ndarray:
         return np.asarray(semantics.run_reference(self.net.onnx, feed)[0]).reshape(-1)
+
+
+def onnxruntime_disagrees(net: Network, spec, checker: Checker, gen, stats: dict,
+                          per_case: int = 32) -> Optional[str]:
+    """Before an unsat answer: does onnxruntime with default options (what the VNN-COMP
+    checker runs) compute other outputs than the semantics the proof is about, on the centre,
+    the two corners and random points of each case's box? Its graph optimisations rewrite some
+    models (a QDQ Gemm with a float bias became FusedGemm + QGemm with the bias rounded to
+    int32, shifting outputs by a quantum), and then a counterexample could exist for the
+    checker that the proof cannot see. Returns the reason to answer unknown, or None."""
+    t = time.monotonic()
+    try:
+        for i, case in enumerate(spec.cases):
+            if not case.unsafe:   # checked even past the deadline: an unsat rests on it
+                continue
+            problem = Problem.from_case(case, i, net.device)
+            lo, hi = net.domain_box(problem.inner_lower, problem.inner_upper)
+            centre = lo + (hi - lo) / 2
+            if net.grid is not None:
+                centre = torch.floor(centre)
+            pts = torch.cat([torch.stack([centre, lo, hi]),
+                             attack.random_points(net, lo, hi, per_case - 3, gen)])
+            xs = net.to_inputs(pts, problem.inner_lower, problem.inner_upper).cpu().numpy()
+            found = checker.disagreement(xs)
+            if found is not None:
+                stats["onnxruntime_disagrees"] = 1.0
+                x, diff = found
+                return (f"every case is unsat under the model's operator-by-operator semantics, "
+                        f"but onnxruntime (default session options, as the VNN-COMP checker "
+                        f"runs it) computes outputs up to {diff:.3g} away from them on an input "
+                        f"of case {i}'s box (its graph optimisations change this model), so the "
+                        f"proof need not hold for onnxruntime")
+        return None
+    finally:
+        stats["time_onnxruntime_agreement"] = time.monotonic() - t

@@ -2,7 +2,8 @@
 
 For a QNN with an input quantizer the search domain is the integer grid of input codes and the
 network searched is the part after the quantizer (``grid.domain_network``); otherwise it is the
-float input box and the whole network.
+float input box and the whole network, split at the starts of input cells where every path
+from the input meets a step first (``cells``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch import Tensor
 from ..bounded import bounded, compute_bounds, lirpa_unsupported
 from ..errors import InputShapeError, ModelLoadError
 from ..onnx_import import load_onnx
+from . import cells as cells_mod
 from . import grid as grid_mod
 
 
@@ -49,6 +51,11 @@ class Network:
             self.domain = grid_mod.domain_network(self.module.net, found[1])
         else:
             self.grid, self.domain = None, self.module
+        # float inputs that pass through steps first: the search splits at cell starts
+        self.cells = (cells_mod.detect(self.module.net, self.input_shape)
+                      if self.grid is None else None)
+        if self.cells is not None:
+            self.cells.to(device)
         self.module.to(device)
         self.domain.to(device).eval()
         with torch.no_grad():

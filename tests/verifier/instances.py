@@ -242,3 +242,142 @@ POOLS = {
     "k2s1_dilated": dict(stride=1, dilation=2, conv=False),
     "k2s2_ceil": dict(ceil_mode=1, conv=False, size=5),
 }
+
+
+# ---- float inputs that go through steps first (no input grid; see verifier/cells.py)
+
+STEP_INPUTS = ("sign", "relu_first", "two_quant", "zero_coef")
+
+
+def step_input_net(rng, kind: str):
+    """A network whose float input reaches a step on every path, yet has no input grid:
+    ``sign`` (Sign(x), as binarized networks), ``relu_first`` (Relu before QuantizeLinear),
+    ``two_quant`` (x fake-quantized twice: Round at one scale, Floor at another),
+    ``zero_coef`` (x * k with k_0 = 0 and k_1 < 0 before the Div -> Round -> Clip idiom).
+    Then MatMul -> Add -> Relu -> MatMul to 2 outputs. ``ties(j)`` lists coordinate j's step
+    edges in real arithmetic (the float32 ones lie within a few ulps). Built by hand with
+    onnx.helper; batch dimension symbolic, so onnxruntime can evaluate many points at once."""
+    import types
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    node = helper.make_node
+    n = int(rng.integers(2, 4))
+    inits = {}
+    const = lambda name, a: inits.__setitem__(name, np.asarray(a)) or name  # noqa: E731
+
+    def fake_quant(x, s, rounding, tag):
+        d = node("Div", [x, const(f"s{tag}", np.float32(s))], [f"d{tag}"])
+        r = node(rounding, [f"d{tag}"], [f"r{tag}"])
+        c = node("Clip", [f"r{tag}", const(f"lo{tag}", np.float32(-8)),
+                          const(f"hi{tag}", np.float32(7))], [f"c{tag}"])
+        m = node("Mul", [f"c{tag}", f"s{tag}"], [f"f{tag}"])
+        return [d, r, c, m], f"f{tag}"
+
+    scale = lambda: float(np.float32(rng.uniform(0.1, 0.4)))  # noqa: E731
+    if kind == "sign":
+        nodes, feat, width = [node("Sign", ["x"], ["f"])], "f", n
+        ties = lambda j: [0.0]  # noqa: E731
+    elif kind == "relu_first":
+        s = scale()
+        nodes = [node("Relu", ["x"], ["r"]),
+                 node("QuantizeLinear", ["r", const("s", np.float32(s)), const("z", np.uint8(0))], ["q"]),
+                 node("DequantizeLinear", ["q", "s", "z"], ["f"])]
+        feat, width = "f", n
+        ties = lambda j: [0.0] + [(k + 0.5) * s for k in range(255)]  # noqa: E731
+    elif kind == "two_quant":
+        s1, s2 = scale(), scale()
+        a, fa = fake_quant("x", s1, "Round", "a")
+        b, fb = fake_quant("x", s2, "Floor", "b")
+        nodes = a + b + [node("Concat", [fa, fb], ["f"], axis=1)]
+        feat, width = "f", 2 * n
+        ties = lambda j: sorted([(k + 0.5) * s1 for k in range(-9, 8)] + [k * s2 for k in range(-8, 9)])  # noqa: E731
+    elif kind == "zero_coef":
+        s = scale()
+        k = rng.uniform(0.5, 2.0, n).astype(np.float32)
+        k[0], k[1] = 0.0, -k[1]
+        q, feat = fake_quant("xk", s, "Round", "")
+        nodes = [node("Mul", ["x", const("k", k)], ["xk"])] + q
+        width = n
+        ties = lambda j: [] if k[j] == 0 else sorted((m + 0.5) * s / float(k[j]) for m in range(-9, 8))  # noqa: E731
+    else:
+        raise ValueError(kind)
+    h = int(rng.integers(3, 6))
+    const("W1", rng.integers(-3, 4, (width, h)).astype(np.float32) / 2)
+    const("b1", rng.integers(-2, 3, h).astype(np.float32) / 4)
+    const("W2", rng.integers(-3, 4, (h, 2)).astype(np.float32) / 2)
+    nodes += [node("MatMul", [feat, "W1"], ["m1"]), node("Add", ["m1", "b1"], ["a1"]),
+              node("Relu", ["a1"], ["h1"]), node("MatMul", ["h1", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              [numpy_helper.from_array(v, name) for name, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return types.SimpleNamespace(model=model, n=n, kind=kind, ties=ties)
+
+
+def _floats_near(t: float, ulps: int) -> list:
+    v = np.float32(t)
+    out = [v]
+    up, down = v, v
+    for _ in range(ulps):
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(-np.inf))
+        out += [up, down]
+    return out
+
+
+def step_input_box(rng, built):
+    """(lower, upper) float32-exact: per coordinate an interval around one of its step edges,
+    one to three steps wide, an end sometimes exactly on an edge's float32; sometimes a point."""
+    lo, hi = np.zeros(built.n, np.float32), np.zeros(built.n, np.float32)
+    for j in range(built.n):
+        ties = [t for t in built.ties(j) if abs(t) < 3.0] or [0.0]
+        t = float(rng.choice(ties[:40]))
+        step = 1e-3 if built.kind == "sign" and rng.random() < 0.5 else 0.3
+        a = np.float32(t - step * rng.uniform(0, 1.5))
+        b = np.float32(t + step * rng.uniform(0, 1.5))
+        u = rng.random()
+        if u < 0.2:
+            a = np.float32(t)
+        elif u < 0.4:
+            b = np.float32(t)
+        elif u < 0.5:
+            a = b = np.float32(rng.uniform(t - step, t + step))
+        lo[j], hi[j] = min(a, b), max(a, b)
+    return lo, hi
+
+
+def step_input_instance(rng, built, kind: str):
+    """(spec, truth, xs, ys): a box of ``step_input_box``, an unsafe set from ``unsafe_sets``
+    (or, for ``kind`` "rare", around the output value the fewest candidates give), and the truth from onnxruntime (optimisations off) on every combination of candidate
+    points per coordinate: the box ends, every float32 within 4 ulps of a step edge inside
+    the box, and the float32 midpoints between consecutive candidates (the output is constant
+    between edges, so every cell of the box has a candidate)."""
+    import itertools
+
+    lower, upper = step_input_box(rng, built)
+    axes = []
+    for j in range(built.n):
+        c = {lower[j], upper[j]}
+        for t in built.ties(j):
+            if lower[j] - 1e-3 <= t <= upper[j] + 1e-3:
+                c.update(v for v in _floats_near(t, 4) if lower[j] <= v <= upper[j])
+        c = sorted(c)
+        mids = [np.float32(a / 2 + b / 2) for a, b in zip(c, c[1:])]
+        axes.append(sorted(set(c) | {m for m in mids if lower[j] <= m <= upper[j]}))
+    xs = np.array(list(itertools.product(*axes)), np.float32)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(built.model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    ys = sess.run(None, {"x": xs})[0]
+    if kind == "rare":   # unsafe: the output value fewest candidates give (often one cell)
+        values, counts = np.unique(ys, axis=0, return_counts=True)
+        y = values[int(np.argmin(counts))].astype(np.float64)
+        A = np.concatenate([np.eye(2), -np.eye(2)])
+        polys = (Polytope(A, np.concatenate([y, -y]) + 1e-3),)
+    else:
+        polys = unsafe_sets(rng, ys, kind)
+    spec = Spec((Case(lower.astype(np.float64), upper.astype(np.float64), polys),), built.n, 2, "<test>")
+    return spec, truth_sat(ys, polys), xs, ys

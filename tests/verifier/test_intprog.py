@@ -317,7 +317,7 @@ def test_search_stops_when_interrupted():
         return True
 
     class _Net:   # the search asks nothing of the network before its first round
-        grid = None
+        grid = cells = None
         n_in = 2
         bounded_module = None
 

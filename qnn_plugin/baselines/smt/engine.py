@@ -4,7 +4,9 @@ Per case of the spec (an input box and its unsafe set): the network becomes exac
 arithmetic on the box's input codes (``intnet``), then one bit-vector formula (``encode``)
 asking for codes whose output lies in the unsafe set, solved by bitwuzla or z3. ``unsat`` for
 every case gives ``unsat``; a model gives input codes whose representative input is checked
-exactly as the main verifier checks its counterexamples (exact semantics and onnxruntime).
+exactly as the main verifier checks its counterexamples (exact semantics and onnxruntime), and
+an ``unsat`` is withheld (``unknown``) where onnxruntime with default options computes other
+outputs than the exact semantics on the boxes, as the main verifier does.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch
 from ... import intnet
 from ...errors import NotIntegerError, SmtUnsupportedError
 from ...spec import Spec, read_vnnlib
-from ...verifier.check import Checker
+from ...verifier.check import Checker, onnxruntime_disagrees
 from ...verifier.network import Network
 from ...verifier.problem import Problem
 from ...verifier.result import Counterexample, VerifyResult
@@ -33,9 +35,9 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     """Decide ``spec`` on ``model`` with a bit-vector SMT solver within ``timeout`` seconds.
 
     ``backend``: ``bitwuzla`` or ``z3``; ``dead_branches``, ``minimal_widths``,
-    ``balanced_sums``: the speed-ups of the encoding (see ``encode.Options``). ``device`` and
-    ``seed`` are accepted for the common runner interface and not used (the solver runs on the
-    CPU and is deterministic). Networks outside the engine's reach (float inputs, scales that
+    ``balanced_sums``: the speed-ups of the encoding (see ``encode.Options``). ``device`` is
+    accepted for the common runner interface and not used (the solver runs on the CPU);
+    ``seed`` draws the random inputs of the onnxruntime agreement check before an ``unsat``. Networks outside the engine's reach (float inputs, scales that
     are not powers of two, ...) raise ``SmtUnsupportedError`` naming the node.
     """
     t0 = time.monotonic()
@@ -68,6 +70,9 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
             undecided.append(f"case {i}: {found}")
     if undecided:
         return _finish(VerifyResult("unknown", message="; ".join(undecided)), t0, stats)
+    odd = onnxruntime_disagrees(net, spec, checker, torch.Generator().manual_seed(seed), stats)
+    if odd is not None:
+        return _finish(VerifyResult("unknown", message=odd), t0, stats)
     return _finish(VerifyResult("unsat"), t0, stats)
 
 

@@ -162,3 +162,26 @@ def test_networks_not_exact_in_integers_are_refused_naming_file_and_node(tmp_pat
     spec, _ = grid_instance(rng, built, "robust", free=2)
     with pytest.raises(SmtUnsupportedError, match=r"net\.onnx: BoundAdd /\d+: .*2\*\*24"):
         verify(write(tmp_path, built), spec, timeout=10)
+
+
+def test_unsat_withheld_where_onnxruntime_computes_other_outputs(tmp_path, monkeypatch):
+    """A QCDQ network (hand-built, float weights on a 1/8 grid) whose every grid point is safe
+    under the exact semantics, while onnxruntime with default options (the VNN-COMP checker's)
+    quantizes its weights and computes other outputs on the box: as the main verifier, the
+    engine answers unknown, naming onnxruntime, rather than an unsat that rests on the other
+    semantics; without that check it would have answered unsat."""
+    from tests.verifier.instances import qcdq_mlp
+
+    rng = np.random.default_rng(208)
+    built = qcdq_mlp(rng)
+    spec, truth = grid_instance(rng, built, "robust")
+    assert not truth
+    path = tmp_path / "qcdq.onnx"
+    path.write_bytes(built.model.SerializeToString())
+    res = verify(str(path), spec, timeout=30)
+    assert res.verdict == "unknown" and "onnxruntime" in res.message, (res.verdict, res.message)
+    assert res.stats["onnxruntime_disagrees"] == 1.0
+    from qnn_plugin.verifier.check import Checker
+
+    monkeypatch.setattr(Checker, "disagreement", lambda self, xs: None)
+    assert verify(str(path), spec, timeout=30).verdict == "unsat"
