@@ -50,10 +50,13 @@ def _check(tmp_path, built, spec, truth):
         cex = res.counterexample
         case = spec.cases[cex.case]
         assert np.all(cex.x >= case.lower) and np.all(cex.x <= case.upper)
-        y = exact_outputs(built.model, cex.x.reshape(1, *built.input_shape))[0]
+        x = cex.x.reshape(1, *built.input_shape)
+        y = exact_outputs(built.model, x)[0]
         p = case.unsafe[cex.polytope]
         assert np.all(p.A @ y.astype(np.float64) <= p.b)
-        np.testing.assert_array_equal(y, cex.y)
+        # the reported outputs are onnxruntime's with default options (the VNN-COMP checker's),
+        # which differ from the exact ones where its optimiser rewrites the model (QCDQ)
+        np.testing.assert_array_equal(default_outputs(built.model, x)[0], cex.y)
     return res
 
 
@@ -82,6 +85,8 @@ def _default_options_differ(built, spec) -> bool:
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
 @example(seed=208, kind="robust")  # qcdq: onnxruntime's optimiser quantizes the float weights
 @example(seed=3316, kind="random")  # qcdq: ... so the only unsafe points are safe for it
+@example(seed=331675, kind="robust")  # qcdq: the counterexample's reported (onnxruntime) outputs
+# are not the exact ones
 def test_verdicts_match_exhaustive_enumeration(tmp_path, encoding, seed, kind):
     rng = np.random.default_rng(seed)
     built = BUILDERS[encoding](rng)
