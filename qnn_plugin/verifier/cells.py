@@ -32,7 +32,7 @@ from torch import Tensor, fx, nn
 
 from ..onnx_import.converters.quantize import Dequantize
 from ..ops import Binarize, Clip, QuantStep, Sign, TruncToInt
-from .grid import _binary_op, _const
+from .grid import binary_op, constant_value
 
 _STEPS = (QuantStep, Sign, Binarize, TruncToInt)
 _MONOTONE = (nn.ReLU, Clip, Dequantize, nn.Identity)
@@ -169,12 +169,12 @@ def _kind(gm: fx.GraphModule, user: fx.Node, node: fx.Node) -> Optional[str]:
         if isinstance(mod, _MONOTONE) or (isinstance(mod, nn.LeakyReLU)
                                           and mod.negative_slope >= 0):
             return "monotone" if single else None
-    op = _binary_op(gm, user)
+    op = binary_op(gm, user)
     if op is None or len(user.args) != 2 or user.kwargs:
         return None
     x_first = user.args[0] is node
     other = user.args[1] if x_first else user.args[0]
-    c = _const(gm, other)
+    c = constant_value(gm, other)
     if c is None or not bool(torch.isfinite(c).all()):
         return None
     # c / x is not monotone across 0, x / 0 is not finite

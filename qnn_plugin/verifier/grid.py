@@ -107,7 +107,7 @@ def _apply(op: str, v: Tensor, c: Tensor, x_first: bool) -> Tensor:
     return v / c if x_first else c / v
 
 
-def _const(gm: fx.GraphModule, node) -> Optional[Tensor]:
+def constant_value(gm: fx.GraphModule, node) -> Optional[Tensor]:
     if isinstance(node, (int, float)):
         return torch.tensor(float(node))
     if isinstance(node, fx.Node) and node.op == "get_attr":
@@ -130,7 +130,7 @@ def _onnx2torch_ops() -> dict:
     return {fn: op.lower() for op, fn in table.items() if op in ("Add", "Sub", "Mul", "Div")}
 
 
-def _binary_op(gm: fx.GraphModule, node: fx.Node) -> Optional[str]:
+def binary_op(gm: fx.GraphModule, node: fx.Node) -> Optional[str]:
     """'add'/'sub'/'mul'/'div' for an elementwise binary arithmetic node, else None."""
     if node.op == "call_function":
         return _AFFINE_OPS.get(node.target)
@@ -172,11 +172,11 @@ def detect(gm: fx.GraphModule, input_shape: Tuple[int, ...]) -> Optional[Tuple[I
                 return None
             quant = gm.get_submodule(nxt.target)
             break
-        op = _binary_op(gm, nxt)
+        op = binary_op(gm, nxt)
         if op is None or len(nxt.args) != 2 or nxt.kwargs:
             return None
         x_first = nxt.args[0] is node
-        c = _const(gm, nxt.args[1] if x_first else nxt.args[0])
+        c = constant_value(gm, nxt.args[1] if x_first else nxt.args[0])
         if c is None or (not x_first and op == "div"):
             return None
         try:

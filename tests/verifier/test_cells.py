@@ -5,7 +5,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
@@ -127,6 +127,8 @@ def test_splits_end_in_boxes_of_one_output(tmp_path, kind, seed):
 @pytest.mark.parametrize("kind", STEP_INPUTS)
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1), prop=st.sampled_from(["robust", "random", "rare", "rare"]))
+@example(seed=7582594, prop="random")   # two_quant: an inexact scale put a threshold one ulp
+# from onnxruntime's output (unknown); the instances' scales are now on a 1/64 grid
 def test_verdicts_match_every_cell(tmp_path, kind, seed, prop):
     """Float inputs through steps, boxes ending on step edges or of 1e-3 around Sign's 0 (these
     timed out before the search split at cell starts): the verdict matches onnxruntime on a
