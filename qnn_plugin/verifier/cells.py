@@ -16,7 +16,7 @@ phi_j is constant, and:
   inside one, so each child is a union of cells and splitting ends after finitely many steps.
 
 Without cells, float bisection meets a step edge again in every child that touches it (Sign at
-0 takes 150 halvings to reach the float next to 0, per coordinate), and a box whose end lies on
+0 takes 149 halvings from a box of width 1 to reach the float next to 0, per coordinate), and a box whose end lies on
 an edge never shrinks to one output. The bounds are unchanged: the search still bounds the
 float boxes; cells only choose the split points and recognise boxes of one output.
 """
