@@ -552,9 +552,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="how an input dimension is chosen: strong branching (default), the "
                         "|A| x width estimate, or the widest edge")
     g.add_argument("--no-milp", dest="milp", action="store_false", default=None,
-                   help="skip the integer programs (HiGHS) used where the search branches on "
-                        "activations: the exact one, solved in a child process beside the search "
-                        "(integer networks), or the float one, tried first (others)")
+                   help="skip the integer programs (HiGHS) solved in child processes beside the "
+                        "search where it branches on activations or the input has more than 16 "
+                        "values: the exact one (integer networks) or the float one (others)")
     g.add_argument("--engine", choices=("plugin", "smt"), default="plugin",
                    help="plugin: the bound-based complete verifier (default); smt: the bit-exact "
                         "SMT baseline (bit-vector encoding of the integer semantics, solved by "

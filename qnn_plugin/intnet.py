@@ -102,9 +102,11 @@ class Var:
     step: Optional[Step] = None
     clip: Optional[Tuple[Optional[int], Optional[int]]] = None   # clip limits in Z's units
     node: str = ""
+    band: int = 0   # sign only: for |Z| <= band float32 may give 0 instead of sign(Z) (relaxed)
 
     def apply(self, z: int) -> int:
-        """The variable's value for a value ``z`` of its defining form."""
+        """The variable's value for a value ``z`` of its defining form (a banded sign: the real
+        sign, one of the values float32 may give)."""
         if self.kind == "step":
             return self.step(z)
         if self.kind == "relu":
@@ -221,25 +223,37 @@ class _Builder:
         return first
 
 
-def _check_exact(node, parts, offset, infos) -> None:
+def _check_exact(node, parts, offset, infos) -> np.ndarray:
     """Every product and partial sum of the node is a multiple of 2**-F below 2**24 * 2**-F
-    (so float32 computes it exactly, in any order), for each output element."""
-    F = _dexp(offset)
+    (so float32 computes it exactly, in any order), for each output element; or only the
+    products and the partial sums of the products are, and the node adds a constant off their
+    grid (a float bias). Returns per element a bound on |float32 result - real result|: 0 where
+    exact, else ulp(B) for a bound B on every partial sum. (Why ulp(B): the sum of the products
+    is exact, so rounding only ever changes the constant's fractional part, to the ulp grid of
+    the magnitude reached; later sums at that magnitude are exact, and each larger binade
+    rounds it once more: ulp/2 + ulp/4 + ... <= ulp(B), whatever the order of the sum.)"""
+    F_terms = np.full(offset.shape, -np.inf)
     bound = np.abs(offset)
     for (K, (E_in, B_in)) in zip([K for _, K in parts], infos):
         dk = _dexp(K) + E_in[None, :]
-        F = np.maximum(F, dk.max(axis=1, initial=-np.inf))
+        F_terms = np.maximum(F_terms, dk.max(axis=1, initial=-np.inf))
         bound = bound + np.abs(K) @ B_in
-    F = np.where(np.isfinite(F), F, 0.0)
-    units = bound * 2.0 ** F * (1 + 1e-12)
-    bad = np.flatnonzero(~(units < F32_EXACT))      # NaN (a NaN or infinite constant) too
+    F_all = np.maximum(F_terms, _dexp(offset))
+    F_all = np.where(np.isfinite(F_all), F_all, 0.0)
+    exact = bound * 2.0 ** F_all * (1 + 1e-12) < F32_EXACT       # NaN (a non-finite constant): False
+    F_t = np.where(np.isfinite(F_terms), F_terms, 0.0)
+    terms_exact = (bound * 2.0 ** F_t * (1 + 1e-12) < F32_EXACT) & np.isfinite(bound)
+    bad = np.flatnonzero(~exact & ~terms_exact)
     if bad.size:
+        i = int(bad[0])
         raise NotIntegerError(
-            f"{type(node).__name__} {node.name}: output element {int(bad[0])} can reach "
-            f"{units[bad[0]]:.3g} units of its grid 2**-{int(F[bad[0]])}, beyond float32's exact "
+            f"{type(node).__name__} {node.name}: output element {i} can reach "
+            f"{bound[i] * 2.0 ** F_all[i]:.3g} units of its grid 2**-{int(F_all[i])}, beyond float32's exact "
             "range 2**24 (a scale that is not a power of two, or an accumulator too wide): "
             "the float32 model would not compute the exact integer semantics, which is all "
             "the integer encoding represents")
+    ulp = 2.0 ** (np.floor(np.log2(np.maximum(bound, 2.0 ** -126))) - 23)
+    return np.where(exact, 0.0, ulp)
 
 
 def _info(M: np.ndarray, c: np.ndarray, nmax: np.ndarray):
@@ -255,6 +269,58 @@ def _narrow(f: Lin, lower: float, upper: float) -> None:
     lo, hi = math.ceil(lower * 2.0 ** f.exp), math.floor(upper * 2.0 ** f.exp)
     if max(lo, f.lo) <= min(hi, f.hi):
         f.lo, f.hi = max(lo, f.lo), min(hi, f.hi)
+
+
+def _offgrid_lin(b: _Builder, Mi: np.ndarray, ci: float, err: float, edge_exp, known,
+                 sign: bool, what: str, relax_signs: bool = False) -> Tuple[Lin, int]:
+    """The integer form of a row ``Mi N + ci`` read by an activation that only compares it with
+    edges, when ``ci`` is off the grid 2**-E of the row's terms (a float bias) and float32
+    computes the row within ``err`` of its real value.
+
+    Seen from the terms' integers S (value S 2**-E), the comparisons change only where ci 2**E
+    crosses a multiple of 2**q, q = ``edge_exp(E)`` (the edges minus the integers), so ci is
+    replaced by the midpoint between its two neighbouring multiples: an odd integer at
+    exponent E + 1 - q, exact in integers. The float32 row compares alike wherever no
+    reachable value lies within ``err`` of an edge; where one does (checked over the row's
+    reachable S, narrowed by ``known``, for Sign; everywhere for quantizers) the row is refused,
+    or for a Sign with ``relax_signs`` given band 1 (returned with the form; 0 otherwise).
+
+    Why the band suffices: float32 only ever rounds the constant's part of the sum, each time
+    to the ulp grid of the magnitude reached, and every such grid contains the multiples of
+    2**-E (ulp <= 2**-E, checked in ``_check_exact``); rounding to a grid that contains the
+    point -S 2**-E never carries the sum across it, it can only land on it. So the float sum has the
+    real sum's sign or is 0, and the real sum's sign is sign(Z) for the odd Z built here; the
+    ambiguous S are the one or two integers next to -tau, where Z = +-1."""
+    f0 = b.lin(Mi, 0.0, what)
+    E, lo, hi = f0.exp, f0.lo, f0.hi
+    two_E = Fraction(2) ** E
+    c = Fraction(ci)
+    if known is not None and np.isfinite(known[0]) and np.isfinite(known[1]) and known[0] <= known[1]:
+        nlo = max(lo, math.ceil((Fraction(known[0]) - c) * two_E))
+        nhi = min(hi, math.floor((Fraction(known[1]) - c) * two_E))
+        if nlo <= nhi:
+            lo, hi = nlo, nhi
+    tau = c * two_E
+    q = edge_exp(E)
+    P = Fraction(2) ** q
+    n = math.floor(tau / P)
+    slack = Fraction(err) * two_E   # err covers float32's rounding and float64's in ci
+    if sign:   # the one edge at 0: is a reachable S within slack of -tau?
+        ambiguous = max(lo, math.ceil(-tau - slack)) <= min(hi, math.floor(-tau + slack))
+    else:
+        ambiguous = min(tau - n * P, (n + 1) * P - tau) <= slack
+    k = 1 - q
+    const = 2 * n + 1
+    coef = f0.coef * (1 << k)
+    f = Lin(f0.cols, coef, const, E + k, lo * (1 << k) + const, hi * (1 << k) + const)
+    if ambiguous and sign and relax_signs:
+        return f, 1
+    if ambiguous:
+        raise NotIntegerError(
+            f"{what}: the float bias {float(ci)!r} puts a reachable value within float32's "
+            f"rounding error ({err:.3g}) of the activation's edge, where float32 and real "
+            "arithmetic may compare differently")
+    return f, 0
 
 
 def _power_of_two_exponent(scale: np.ndarray, where: str) -> np.ndarray:
@@ -279,14 +345,21 @@ class OutOfTime(Exception):
 
 
 def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
-            deadline: float = float("inf"), pre_bounds: Optional[dict] = None) -> IntNet:
+            deadline: float = float("inf"), pre_bounds: Optional[dict] = None,
+            relax_signs: bool = False) -> IntNet:
     """The integer network of the bound graph ``bm`` (whose input, of shape ``input_shape``
     without the batch dimension, is the code vector) on the code box [lo, hi] (flat).
     Raises OutOfTime once ``time.monotonic()`` passes ``deadline`` (checked per node).
 
     ``pre_bounds``: optional {activation node name: (lower, upper)}, flat float64 bounds on
     that node's input over the box that are sound as given (already widened against float
-    error), e.g. CROWN's; they narrow the interval ranges where they are tighter."""
+    error), e.g. CROWN's; they narrow the interval ranges where they are tighter.
+
+    ``relax_signs``: a Sign whose float bias leaves a reachable value within float32's rounding
+    error of 0 is not refused but gets ``band`` 1: there float32 gives the real sign or 0
+    (rounding onto the grid never crosses a grid point, see ``_offgrid_lin``). The network is
+    then a relaxation, sound for proofs (the verifier's program), not an exact encoding (the
+    SMT baseline's)."""
     n_in = int(lo.size)
     # one interval pass on the box marks the perturbed nodes and sets the constants' forward
     # values (read by affine_graph); its float bounds are not used
@@ -296,6 +369,7 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
         affine_graph.evaluate_constants(bm)
     b = _Builder(lo, hi)
     exprs, infos = {}, {}
+    inexact = {}   # node name -> (per-element float error bound, why the node is inexact)
     for node in bm._modules.values():
         kind = type(node).__name__
         if kind == "BoundInput":
@@ -309,36 +383,69 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
         for inp in node.inputs:
             if inp.perturbed:
                 exprs[inp.name] = (b.grow(exprs[inp.name][0]), exprs[inp.name][1])
+        fed = [inexact[i.name] for i in node.inputs if i.perturbed and i.name in inexact]
         if isinstance(node, (BoundQuantStep, BoundSign, BoundQClip)) or kind == "BoundRelu":
             if any(i.perturbed for i in node.inputs[1:]):
                 raise NotIntegerError(f"{kind} {node.name}: limits that depend on the input")
+            if fed and not isinstance(node, (BoundQuantStep, BoundSign)):
+                raise NotIntegerError(f"{fed[0][1]}, and {kind} {node.name} reads its value")
             M, c = exprs[node.inputs[0].name]
-            exprs[node.name] = _activation(node, kind, b, M, c, (pre_bounds or {}).get(node.name))
+            exprs[node.name] = _activation(node, kind, b, M, c, (pre_bounds or {}).get(node.name),
+                                           fed[0][0] if fed else None, relax_signs)
         else:
             try:
                 parts, offset = affine_graph.local_map(node)
             except affine_graph.NotAffine as exc:
                 raise NotIntegerError(str(exc)) from None
-            _check_exact(node, parts, offset, [infos[node.inputs[p].name] for p, _ in parts])
+            if fed:   # only a reshape may pass an inexact value on (exactly) to a step
+                if len(parts) != 1 or not _is_selection(parts[0][1]) or np.any(offset != 0):
+                    raise NotIntegerError(f"{fed[0][1]}, and {kind} {node.name} reads its value")
+                err = np.abs(parts[0][1]) @ fed[0][0]
+            else:
+                err = _check_exact(node, parts, offset,
+                                   [infos[node.inputs[p].name] for p, _ in parts])
             M = c = None
+            c_mag = np.abs(offset)
             for p, K in parts:
                 M_in, c_in = exprs[node.inputs[p].name]
                 M = K @ M_in if M is None else M + K @ M_in
                 c = K @ c_in if c is None else c + K @ c_in
+                c_mag = c_mag + np.abs(K) @ np.abs(c_in)
             c = c + offset
             M[:, b.nmax == 0] = 0.0   # variables fixed at 0 contribute nothing (and need no exact coefficient)
             exprs[node.name] = (M, c)
+            if np.any(err > 0):
+                # the float64 constant c is rounded too: at most n + 1 roundings of 2**-53
+                n_sum = sum(K.shape[1] for _, K in parts) + 1
+                err = np.where(err > 0, err + n_sum * 2.0 ** -52 * c_mag, 0.0)
+                i = int(np.flatnonzero(err > 0)[0])
+                inexact[node.name] = (err, fed[0][1] if fed else (
+                    f"{kind} {node.name}: output element {i} adds a constant off its terms' "
+                    "grid (a float bias), so float32 rounds the sum; the integer encoding "
+                    "represents that only where a Sign or a quantizer reads the sum directly "
+                    "and no reachable value lies within the rounding error of its edges"))
         M, c = exprs[node.name]
-        infos[node.name] = _info(M, c, b.nmax[:M.shape[1]])
+        if node.name not in inexact:
+            infos[node.name] = _info(M, c, b.nmax[:M.shape[1]])
+    if bm.output_name[0] in inexact:
+        raise NotIntegerError(f"{inexact[bm.output_name[0]][1]}, and it is the network's output")
     M, c = exprs[bm.output_name[0]]
     M = b.grow(M)
     outputs = [b.lin(M[i], c[i], f"output {i}") for i in range(M.shape[0])]
     return IntNet(b.vars, n_in, outputs)
 
 
-def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray, known=None):
+def _is_selection(K: np.ndarray) -> bool:
+    """Each output element copies at most one input element (a reshape, flatten or slice)."""
+    return bool(np.all((K == 0) | (K == 1)) and np.all((K != 0).sum(axis=1) <= 1))
+
+
+def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray, known=None,
+                err: Optional[np.ndarray] = None, relax_signs: bool = False):
     """New variables for an elementwise activation; returns its (M, c) over the variables.
-    ``known``: sound (lower, upper) float bounds of the input, to narrow its ranges."""
+    ``known``: sound (lower, upper) float bounds of the input, to narrow its ranges; ``err``:
+    per element a bound on how far float32 puts the input from the real M N + c (Sign and
+    quantizers only, see ``_offgrid_lin``)."""
     n = M.shape[0]
     where = f"{kind} {node.name}"
     shape = node.inputs[0].output_shape[1:]
@@ -354,13 +461,25 @@ def _activation(node, kind: str, b: _Builder, M: np.ndarray, c: np.ndarray, know
         clip_lim = node._limits()
     cols, consts, new = [], np.zeros(n), []
     for i in range(n):
-        f = b.lin(M[i], c[i], f"{where} element {i}")
-        if known is not None:
-            _narrow(f, float(known[0][i]), float(known[1][i]))
+        known_i = None if known is None else (float(known[0][i]), float(known[1][i]))
+        band = 0
+        if err is not None and err[i] > 0:
+            if isinstance(node, BoundSign):
+                edge_exp = lambda E: 0
+            else:   # the step's edges, in units of 2**-E: (k + 1/2) 2**t or k 2**t, t = E + sigma
+                half = node.rounding not in ("floor", "ceil")
+                edge_exp = lambda E, s=int(sigma[i]): min(0, E + s - half)
+            f, band = _offgrid_lin(b, M[i], c[i], float(err[i]), edge_exp, known_i,
+                                   isinstance(node, BoundSign), f"{where} element {i}", relax_signs)
+        else:
+            f = b.lin(M[i], c[i], f"{where} element {i}")
+            if known_i is not None:
+                _narrow(f, *known_i)
         if kind == "BoundRelu":
             var = Var("relu", max(f.lo, 0), max(f.hi, 0), f.exp, f, node=node.name)
         elif isinstance(node, BoundSign):
-            var = Var("sign", (f.lo > 0) - (f.lo < 0), (f.hi > 0) - (f.hi < 0), 0, f, node=node.name)
+            var = Var("sign", (f.lo > band) - (f.lo < -band), (f.hi > band) - (f.hi < -band), 0, f,
+                      node=node.name, band=band)
         elif isinstance(node, BoundQClip):
             lim = tuple(None if not np.isfinite(v) else v * 2.0 ** f.exp for v in clip_lim)
             for v in lim:

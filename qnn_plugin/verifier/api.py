@@ -61,9 +61,9 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     per bound call (default: sized to a 1 GiB budget); ``branch``: ``input`` (split the input
     box only), ``activation`` (split undecided hidden ReLUs and quantization steps first, the
     input box when none is left), ``auto`` (activation for inputs of more than 16 values);
-    ``milp``: with activation branching, also solve an integer program (HiGHS) in forked
-    children beside the search: the exact one of ``intprog`` for integer networks, the float
-    one of ``milp`` otherwise; ``lagrangian``: with activation branching, the splits
+    ``milp``: with activation branching or an input of more than 16 values, also solve an
+    integer program (HiGHS) in forked children beside the search: the exact one of
+    ``intprog`` for integer networks, the float one of ``milp`` otherwise; ``lagrangian``: with activation branching, the splits
     also enter each domain's output bound as constraints on the input (beta-CROWN's
     multipliers, ``lagrangian.py``), for as long as that refutes enough to pay. Bad input
     raises a QnnPluginError subclass whose message names the file and what is wrong.
@@ -126,9 +126,10 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
             return _finish(VerifyResult("timeout", message=f"during the attack on case {i}"),
                            t0, stats, checker)
         program = None
-        if milp and bab.uses_activation_branching(net, opts):
+        if milp and (bab.uses_activation_branching(net, opts) or net.n_in > opts.input_split_max_dims):
             # integer networks: the exact program, others the float one; in child processes,
-            # beside the search
+            # beside the search (also where it cannot branch on activations and the input is
+            # too big for input splitting to finish: a binarized network's Signs)
             program = _start_exact_program(net, problem, lo, hi, checker, deadline, stats)
             if program is None:
                 program = _start_float_program(net, problem, lo, hi, checker, deadline, stats)
@@ -378,23 +379,24 @@ def exact_program(net, problem, lo, hi, deadline=math.inf, stats=None):
     narrowed by CROWN bounds; None when the network has no input grid, is not exact integer
     arithmetic (``stats["intprog_unsupported"]``) or the deadline passes while extracting."""
     from .. import intnet
-    from ..bounds import BoundQuantStep
+    from ..bounds import BoundQuantStep, BoundSign
     from ..errors import NotIntegerError
 
     if net.grid is None:
         return None
     bm = net.bounded_module
-    with torch.no_grad():   # CROWN bounds of every step's input narrow the integer ranges
+    with torch.no_grad():   # CROWN bounds of every step's and Sign's input narrow the integer ranges
         lb = bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False).lb
         pre = {}
         for node in bm._modules.values():
-            if isinstance(node, BoundQuantStep) and getattr(node, "perturbed", False):
+            if isinstance(node, (BoundQuantStep, BoundSign)) and getattr(node, "perturbed", False):
                 l, u = node._widen(node.inputs[0].lower, node.inputs[0].upper)
                 pre[node.name] = (l.reshape(-1).double().cpu().numpy(),
                                   u.reshape(-1).double().cpu().numpy())
     try:
         inet = intnet.extract(bm, net.input_shape, lo.cpu().numpy().astype(np.int64),
-                              hi.cpu().numpy().astype(np.int64), deadline, pre_bounds=pre)
+                              hi.cpu().numpy().astype(np.int64), deadline, pre_bounds=pre,
+                              relax_signs=True)   # solutions are checked; proofs stay sound
     except NotIntegerError:
         if stats is not None:
             stats["intprog_unsupported"] = 1.0

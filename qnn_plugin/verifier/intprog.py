@@ -11,7 +11,9 @@ activation's defining form Z an integer combination of them. A level k of the st
 
 (p the parity of r: a tie belongs to the even level; t <= 0: r = Z * 2**-t), and a binary per
 reachable saturation releases the edge it passes (big-M from the exact ranges). ReLU and Sign
-get the usual binary encodings, exact given the ranges. Every row has integer coefficients, so
+get the usual binary encodings, exact given the ranges (a Sign that intnet relaxed, a float bias
+within float32's rounding error of 0, may also be 0 there: the program is then a relaxation,
+its "infeasible" still a proof, its solutions still checked). Every row has integer coefficients, so
 relaxing its bounds by half a unit adds no integer point but keeps HiGHS's tolerances (1e-6)
 far from the boundary: the program's integer points are exactly the network's.
 
@@ -119,7 +121,7 @@ def build(net: IntNet) -> Program:
         if v.kind == "relu":
             exprs.append(_relu(prog, z, f.lo, f.hi, v))
         elif v.kind == "sign":
-            exprs.append(_sign(prog, z, f.lo, f.hi))
+            exprs.append(_sign(prog, z, f.lo, f.hi, v.band))
         elif v.kind == "step":
             st = v.step
             exprs.append(_step(prog, z, f.lo, f.hi, v.lo, v.hi, st.shift, st.zero_point,
@@ -145,18 +147,19 @@ def _relu(prog: Program, z: Expr, zl: int, zu: int, v) -> Expr:
     return {y: 1}, 0
 
 
-def _sign(prog: Program, z: Expr, zl: int, zu: int) -> Expr:
-    """sign(Z) = pos - neg with pos = [Z >= 1], neg = [Z <= -1] (each present when reachable)."""
+def _sign(prog: Program, z: Expr, zl: int, zu: int, band: int = 0) -> Expr:
+    """sign(Z) = pos - neg with pos = [Z >= 1], neg = [Z <= -1] (each present when reachable);
+    with ``band`` (intnet's relaxed Sign) also 0 where |Z| <= band."""
     out: Dict[int, int] = {}
     if zu >= 1:
-        pos = prog.column(0, 1)     # pos = 1 -> Z >= 1; pos = 0 -> Z <= 0
+        pos = prog.column(0, 1)     # pos = 1 -> Z >= 1; pos = 0 -> Z <= band
         prog.row(_combine([(1, z), (1, ({pos: zl - 1}, 0))]), zl, _INF)
-        prog.row(_combine([(1, z), (1, ({pos: -zu}, 0))]), -_INF, 0)
+        prog.row(_combine([(1, z), (1, ({pos: -(zu - band)}, 0))]), -_INF, band)
         out[pos] = 1
     if zl <= -1:
-        neg = prog.column(0, 1)     # neg = 1 -> Z <= -1; neg = 0 -> Z >= 0
+        neg = prog.column(0, 1)     # neg = 1 -> Z <= -1; neg = 0 -> Z >= -band
         prog.row(_combine([(1, z), (1, ({neg: zu + 1}, 0))]), -_INF, zu)
-        prog.row(_combine([(1, z), (1, ({neg: -zl}, 0))]), 0, _INF)
+        prog.row(_combine([(1, z), (1, ({neg: -(zl + band)}, 0))]), -band, _INF)
         out[neg] = -1
     return out, 0
 

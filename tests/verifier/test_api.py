@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qnn_plugin import onnx_builders as ob
 from qnn_plugin.errors import ModelLoadError, SpecError
@@ -248,3 +250,21 @@ def test_unsat_becomes_unknown_where_onnxruntime_computes_another_function(monke
 
     monkeypatch.setattr(Checker, "disagreement", lambda self, xs: None)
     assert verify(model, spec, timeout=30).verdict == "unsat"
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
+def test_a_binarized_net_on_a_large_input_runs_the_exact_program(tmp_path_factory, seed, kind):
+    """A Sign net with 24 inputs and float thresholds has no layer the search branches on, and
+    input splitting alone rarely finishes on 24 dimensions: the exact program (float biases
+    read by Signs, intnet) runs beside it. Verdicts against enumeration of the box's points
+    (5 free inputs, more than the search enumerates at once)."""
+    from tests.verifier.instances import grid_instance
+
+    rng = np.random.default_rng(seed)
+    built = ob.random_sign_mlp(rng, sizes=[24, 10, 3], input_scale=2.0 ** -4)
+    spec, truth = grid_instance(rng, built, kind, free=5)
+    res = verify(_save(tmp_path_factory.mktemp("bnn"), built), spec, timeout=60)
+    assert res.verdict == ("sat" if truth else "unsat"), (res.verdict, res.message)
+    if res.stats.get("time_bab", 0) > 0:   # the search ran: so did the program, beside it
+        assert "time_milp_build" in res.stats and "intprog_unsupported" not in res.stats, res.stats

@@ -75,6 +75,20 @@ def test_relu_sign_clip_are_exact(kind):
     assert _pinned(_net(var)) == []
 
 
+@pytest.mark.parametrize("band", [1, 2])
+def test_a_banded_sign_takes_the_sign_or_zero_in_its_band(band):
+    """intnet's relaxed Sign (a float bias within float32's rounding error of 0): for |z| <=
+    band the program allows sign(z) and 0, elsewhere sign(z) alone."""
+    net = _net(Var("sign", 0, 0, 0, band=band))
+    prog = intprog.build(net)
+    for x in range(LO, HI + 1):
+        z = COEF * x + CONST
+        want = {int(np.sign(z))} | ({0} if abs(z) <= band else set())
+        got = {v for v in (-1, 0, 1)
+               if _status(prog, x, [([0.0, 1.0], v), ([0.0, -1.0], -v)]) == "feasible"}
+        assert got == want, (x, z, got)
+
+
 def test_a_wrong_encoding_is_caught(monkeypatch):
     """The check can fail: half to even encoded as half up differs on the ties."""
     monkeypatch.setattr(intprog, "_edges", lambda rounding, s: (-(s // 2), s // 2 - 1))
@@ -181,7 +195,7 @@ def _grid_case(tmp_path, encoding: str, seed: int, kind: str):
 
 
 @pytest.mark.parametrize("encoding", ["fixed_point", "fixed_point_even", "qdq", "qdq_conv",
-                                      "integer"])
+                                      "integer", "sign", "sign_float_bias", "quant_float_bias"])
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
 def test_verifier_step_with_crown_ranges(tmp_path, encoding, seed, kind):

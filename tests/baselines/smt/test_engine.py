@@ -156,11 +156,13 @@ def test_a_model_reachable_only_through_rounding_is_not_a_counterexample(tmp_pat
 
 
 def test_networks_not_exact_in_integers_are_refused_naming_file_and_node(tmp_path):
-    """Float biases (the random Sign builder's) make float32 sums round."""
+    """Float biases (the random MatMulInteger builder's) make float32 sums round, and a Relu
+    reads the rounded sum."""
     rng = np.random.default_rng(3)
-    built = ob.random_sign_mlp(rng, sizes=[4, 6, 3], input_scale=2.0 ** -4)
+    built = ob.random_integer_mlp(rng, sizes=[4, 6, 3])
     spec, _ = grid_instance(rng, built, "robust", free=2)
-    with pytest.raises(SmtUnsupportedError, match=r"net\.onnx: BoundAdd /\d+: .*2\*\*24"):
+    with pytest.raises(SmtUnsupportedError,
+                       match=r"net\.onnx: Bound\w+ /\S+: .*float bias.*BoundRelu .* reads its value"):
         verify(write(tmp_path, built), spec, timeout=10)
 
 
