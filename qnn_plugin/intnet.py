@@ -405,17 +405,17 @@ def extract(bm, input_shape, lo: np.ndarray, hi: np.ndarray,
                 err = _check_exact(node, parts, offset,
                                    [infos[node.inputs[p].name] for p, _ in parts])
             M = c = None
-            c_mag = np.abs(offset)
             for p, K in parts:
                 M_in, c_in = exprs[node.inputs[p].name]
                 M = K @ M_in if M is None else M + K @ M_in
                 c = K @ c_in if c is None else c + K @ c_in
-                c_mag = c_mag + np.abs(K) @ np.abs(c_in)
             c = c + offset
             M[:, b.nmax == 0] = 0.0   # variables fixed at 0 contribute nothing (and need no exact coefficient)
             exprs[node.name] = (M, c)
             if np.any(err > 0):
                 # the float64 constant c is rounded too: at most n + 1 roundings of 2**-53
+                c_mag = np.abs(offset) + sum(np.abs(K) @ np.abs(exprs[node.inputs[p].name][1])
+                                             for p, K in parts)
                 n_sum = sum(K.shape[1] for _, K in parts) + 1
                 err = np.where(err > 0, err + n_sum * 2.0 ** -52 * c_mag, 0.0)
                 i = int(np.flatnonzero(err > 0)[0])
