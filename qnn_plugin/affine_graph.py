@@ -3,7 +3,8 @@
 Both exact encodings of a network (the verifier's integer program, ``verifier/milp.py``, and the
 SMT baseline, ``baselines/smt``) need every affine operation between two nonlinear steps as a
 matrix. Rather than one rule per operator, a node is evaluated on basis vectors of its perturbed
-input (float64, constants promoted): MatMul, Gemm, Conv, constant Add/Sub/Mul/Div and reshapes
+input (float64, constants promoted): MatMul, Gemm, Conv, constant Add/Sub/Mul/Div, inference
+BatchNormalization and reshapes
 all share this one code path. The caller composes the local maps along the graph.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 AFFINE_KINDS = ("BoundMatMul", "BoundLinear", "BoundConv", "BoundAdd", "BoundSub", "BoundMul",
                 "BoundDiv", "BoundReshape", "BoundFlatten", "BoundSqueeze", "BoundUnsqueeze",
-                "BoundNeg", "BoundIdentity")
+                "BoundNeg", "BoundIdentity", "BoundBatchNormalization")
 
 
 class NotAffine(Exception):
@@ -55,7 +56,7 @@ def local_map(node) -> Tuple[List[Tuple[int, np.ndarray]], np.ndarray]:
             args.append(v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
     try:
         with torch.no_grad():
-            out = node.forward(*args).reshape(m + 1, -1).double().cpu().numpy()
+            out = node.forward(*args).detach().reshape(m + 1, -1).double().cpu().numpy()
     except RuntimeError as exc:   # e.g. a Reshape to a fixed batch of 1: not batch-free
         raise NotAffine(f"{kind} ({node.name}) cannot be evaluated on a batch: {exc}") from None
     if not (np.all(np.isfinite(out))):

@@ -2,14 +2,22 @@
 """Binarized networks on MNIST: the complete verifier with and without its integer program.
 
     python scripts/bench_bnn.py [--samples 25] [--eps 1,2,4] [--timeout 30] [--hidden 100,100]
-                                [--compare-search] [--save-model PATH]
+                                [--compare-search] [--float-input] [--save-model PATH]
+    python scripts/bench_bnn.py --write-folder DIR [same options]
 
 Network: a binarized MLP trained here (straight-through estimators, a few seconds on a CPU) on
 the first 8,000 images of the shared MNIST test set, exported with ``onnx_builders.sign_mlp``:
 8-bit input codes (QuantizeLinear, scale 1/256), weights in {-1, +1}, ONNX Sign activations,
 float32 hidden biases (each Sign's threshold, batch normalisation folded in) and output
-biases on a 1/4096 grid (exact sums). Samples: the first ``--samples`` correctly classified images of the
-held-out 2,000; L-inf robustness at ``--eps`` pixel levels.
+biases on a 1/4096 grid (exact sums). With ``--float-input`` the same network has no input
+quantizer: the pixels p / 256 enter as floats and the box is continuous (the verifier then runs
+its float program, ``milp.py``, beside the search instead of the exact integer one). Samples:
+the first ``--samples`` correctly classified images of the held-out 2,000; L-inf robustness at
+``--eps`` pixel levels.
+
+``--write-folder DIR`` verifies nothing: it writes the same instances as a VNN-COMP folder
+(the model in DIR/onnx/, one property per sample and eps), e.g. for
+``scripts/bench_intprog.py DIR --compare union``.
 
 Prints per eps the verifier's unsat / sat / timeout counts with median and maximum time; with
 ``--compare-search`` also the search alone (``verify(..., milp=False)``: input splitting and
@@ -105,7 +113,11 @@ def main():
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--hidden", default="100,100")
     p.add_argument("--compare-search", action="store_true")
+    p.add_argument("--float-input", action="store_true",
+                   help="no input quantizer: a float input and a continuous box")
     p.add_argument("--save-model", metavar="PATH")
+    p.add_argument("--write-folder", metavar="DIR", type=Path,
+                   help="write the instances as a VNN-COMP folder instead of verifying them")
     args = p.parse_args()
     try:
         eps_list = [int(e) for e in args.eps.split(",")]
@@ -128,7 +140,7 @@ def main():
     x_tr = ds.x_train.reshape(len(ds.y_train), -1).astype(np.int64)
     t0 = time.monotonic()
     ws, bs, _ = train_bnn(x_tr, ds.y_train, hidden)
-    built = ob.sign_mlp(ws, bs, input_scale=2.0 ** -8)
+    built = ob.sign_mlp(ws, bs, input_scale=None if args.float_input else 2.0 ** -8)
     path = args.save_model or str(Path(tempfile.mkdtemp()) / "bnn_mnist.onnx")
     Path(path).write_bytes(built.model.SerializeToString())
     pixels = ds.x_test.reshape(len(ds.y_test), -1).astype(np.int64)
@@ -140,6 +152,17 @@ def main():
           f"({len(correct)} images); torch {torch.__version__}, {torch.get_num_threads()} threads",
           file=sys.stderr)
     picked = np.nonzero(correct)[0][:args.samples]
+    if args.write_folder:
+        from qnn_plugin.benchmarks import write_benchmark
+
+        (args.write_folder / "onnx").mkdir(parents=True, exist_ok=True)
+        Path(args.write_folder / "onnx" / "bnn_mnist.onnx").write_bytes(built.model.SerializeToString())
+        insts = write_benchmark(args.write_folder, ["onnx/bnn_mnist.onnx"], pixels[picked],
+                                ds.y_test[picked], 10, eps_list, args.timeout,
+                                comment="binarized MLP (scripts/bench_bnn.py), sample = index in "
+                                        "the held-out MNIST images", sample_ids=picked)
+        print(f"{args.write_folder}: {len(insts)} instances ({len(picked)} samples x eps {eps_list})")
+        return
     modes = [("program", True)] + ([("search alone", False)] if args.compare_search else [])
     rows = []
     for eps in eps_list:
@@ -153,7 +176,8 @@ def main():
                 print(f"  eps {eps} sample {i} ({name}): {res.verdict} {times[-1]:.2f} s",
                       file=sys.stderr, flush=True)
             rows.append((eps, name, counts, times))
-    print(f"\nBNN on MNIST, {len(picked)} samples, timeout {args.timeout:g} s\n")
+    print(f"\nBNN on MNIST ({'float' if args.float_input else '8-bit'} input), {len(picked)} "
+          f"samples, timeout {args.timeout:g} s\n")
     print("| eps | verifier | unsat | sat | timeout | other | median | max |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for eps, name, c, t in rows:

@@ -141,7 +141,8 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
         if program is not None and lo.device.type == "cpu" and threads > 1:
             torch.set_num_threads(threads - 1)   # a core for the program's processes
         try:
-            out = bab.search(net, problem, lo, hi, deadline, _Judge(net, problem, checker),
+            judge = _Judge(net, problem, checker, _float_sensitive(net, lo, hi, deadline, stats))
+            out = bab.search(net, problem, lo, hi, deadline, judge,
                              _search_options(opts, program, near, deadline))
             if out.status in ("timeout", "unknown") and program is not None:
                 program.decided(wait=deadline - time.monotonic())
@@ -265,9 +266,11 @@ class _ProgramBeside:
     """An integer program of one case, solved in forked child processes while branch and bound
     runs here: on a multi-core CPU, or beside a GPU search, neither waits for the other. Each
     child answers (status, domain point(s) or None, branch-and-bound nodes or None). The
-    exact program (intprog) races two variants: continuous input codes (faster proofs) and,
-    at a lower CPU priority, integer codes (some counterexamples it finds at once, where the
-    relaxed one searches long); the float program (milp) runs one. ``answer`` becomes "unsat"
+    exact program (intprog) races two variants (``_EXACT_VARIANTS``): continuous input codes,
+    a short pass one polytope at a time and then the union of those left open (faster
+    proofs), and, at a lower CPU priority, integer codes one polytope at a time (some
+    counterexamples it finds at once, where the relaxed one searches long); the float program
+    (milp) runs one. ``answer`` becomes "unsat"
     or a confirmed Counterexample once a child decides the case; ``kind`` ("intprog" or
     "milp") prefixes its statistics."""
 
@@ -346,6 +349,12 @@ class _ProgramBeside:
 
 # the integer-codes variant's niceness: it takes what CPU the relaxed one and the search leave
 _SIDE_NICE = 10
+# the exact program's variants (input columns, the union of the polytopes a first pass leaves
+# open, niceness): continuous codes with the union for proofs (it decided programs of a
+# binarized network that one polytope after the other did not; scripts/bench_intprog.py
+# --compare union), integer codes one polytope at a time, most violated first, for
+# counterexamples (a union program found some later on a binarized network)
+_EXACT_VARIANTS = (("relaxed", True, 0), ("integer", False, _SIDE_NICE))
 
 
 def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ProgramBeside]:
@@ -361,9 +370,9 @@ def _start_exact_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
     A, b, poly = problem.A64, problem.b64, problem.poly.cpu().numpy()
     jobs = []
     try:
-        for mode, nice in (("relaxed", 0), ("integer", _SIDE_NICE)):
-            jobs.append(Forked(lambda m=mode: _solve_polytopes(prog, A, b, poly, order, deadline, m),
-                               deadline - t, nice=nice))
+        for mode, together, nice in _EXACT_VARIANTS:
+            jobs.append(Forked(lambda m=mode, u=together: _solve_polytopes(
+                prog, A, b, poly, order, deadline, m, u), deadline - t, nice=nice))
     except BaseException as exc:   # a failed fork: no child left behind
         for job in jobs:
             job.stop()
@@ -408,17 +417,36 @@ def exact_program(net, problem, lo, hi, deadline=math.inf, stats=None):
     return intprog.build(inet), order
 
 
-def _solve_polytopes(prog, A, b, poly, order, deadline, inputs):
-    """(status, codes, nodes): "infeasible" when every polytope is, else the first feasible
-    one's solution or "unknown". Runs in the child process: numpy and HiGHS only."""
-    nodes = 0
+# with ``together``: the share of the time left that the first pass, one polytope after the
+# other, gets before the union program takes the polytopes it left open (0: no first pass)
+_FIRST_PASS_SHARE = 0.25
+
+
+def _solve_polytopes(prog, A, b, poly, order, deadline, inputs, together=False):
+    """(status, codes, nodes): "infeasible" when every open polytope is, else a feasible
+    solution's codes or "unknown". One program per polytope, most violated first, up to the
+    first that is not infeasible; with ``together`` each gets an even share of a quarter of
+    the time left, and those it leaves undecided are solved as one program over their union
+    (a binary per polytope). Runs in the child process: numpy and HiGHS only."""
+    groups = {p: np.flatnonzero(poly == p) for p in order}
+    nodes, rest = 0, []
+    share = _FIRST_PASS_SHARE * (deadline - time.monotonic()) / max(1, len(order))
+    if together and share <= 0:                  # no first pass: the union of all
+        order, rest = [], list(order)
     for p in order:
-        ans = intprog.solve(prog, A, b, np.flatnonzero(poly == p), deadline - time.monotonic(),
+        left = deadline - time.monotonic()
+        ans = intprog.solve(prog, A, b, groups[p], min(share, left) if together else left,
                             inputs=inputs)
         nodes += ans.nodes
-        if ans.status != "infeasible":
+        if ans.status == "feasible" or (ans.status == "unknown" and not together):
             return ans.status, ans.codes, nodes
-    return "infeasible", None, nodes
+        if ans.status == "unknown":
+            rest.append(p)
+    if not rest:
+        return "infeasible", None, nodes
+    ans = intprog.solve(prog, A, b, [groups[p] for p in rest] if len(rest) > 1 else groups[rest[0]],
+                        deadline - time.monotonic(), inputs=inputs)
+    return ans.status, ans.codes, nodes + ans.nodes
 
 
 def _start_float_program(net, problem, lo, hi, checker, deadline, stats) -> Optional[_ProgramBeside]:
@@ -465,10 +493,13 @@ def _confirm(net: Network, problem: Problem, checker: Checker, points) -> Option
 
 
 class _Judge:
-    """Exact decisions on domain points for the search (see bab.search)."""
+    """Exact decisions on domain points for the search (see bab.search). With
+    ``check_every_point`` no point counts as safe on torch's evaluation alone."""
 
-    def __init__(self, net: Network, problem: Problem, checker: Checker):
+    def __init__(self, net: Network, problem: Problem, checker: Checker,
+                 check_every_point: bool = False):
         self.net, self.problem, self.checker = net, problem, checker
+        self.check_every_point = check_every_point
 
     def confirm(self, points):
         return _confirm(self.net, self.problem, self.checker, points)
@@ -477,6 +508,34 @@ class _Judge:
         xs = self.net.to_inputs(points, self.problem.inner_lower, self.problem.inner_upper)
         return torch.tensor([self.checker.safe_exactly(x.cpu().numpy(), self.problem)
                              for x in xs], dtype=torch.bool, device=points.device)
+
+
+def _float_sensitive(net, lo, hi, deadline, stats) -> bool:
+    """Whether a step or Sign of the network reads a value whose float32 evaluation can
+    differ from the exact one on the code box [lo, hi] (a float input, non-power-of-two
+    scales, a BatchNormalization node, a float threshold within rounding error of a reachable
+    sum): there torch's, the reference semantics' and onnxruntime's rounding can put an
+    input on different sides of an edge (an independent audit's BatchNormalization-before-
+    Sign networks: torch -1 or +1, the reference 0, onnxruntime +1 or -1 at one input), so
+    single points are decided by the checker, not by torch. False for networks without
+    steps and for exact integer arithmetic (``intnet``)."""
+    from .. import intnet
+    from ..bounds import BoundQuantStep, BoundSign
+    from ..errors import NotIntegerError
+
+    bm = net.bounded_module
+    if not any(isinstance(n, (BoundQuantStep, BoundSign)) and getattr(n, "perturbed", False)
+               for n in bm._modules.values()):
+        return False
+    sensitive = net.grid is None
+    if not sensitive:
+        try:
+            intnet.extract(bm, net.input_shape, lo.cpu().numpy().astype(np.int64),
+                           hi.cpu().numpy().astype(np.int64), deadline)
+        except (NotIntegerError, intnet.OutOfTime):
+            sensitive = True
+    stats["points_checked_by_checker"] = float(sensitive)
+    return sensitive
 
 
 def _counterexample(net, problem, checker, points) -> Counterexample:

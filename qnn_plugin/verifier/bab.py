@@ -442,12 +442,15 @@ def _enumerate(lo: Tensor, hi: Tensor) -> Tensor:
 
 def _decide_points(net, problem, pts, judge, stats):
     """Single points: unsafe ones are confirmed (returned); safe ones dropped; those whose
-    float32 margin lies within the evaluation tolerance of 0 are decided by the exact checker.
-    Returns (confirmed points or None, number of points left disputed)."""
+    float32 margin lies within the evaluation tolerance of 0 are decided by the exact checker,
+    and every safe-looking one where ``judge.check_every_point`` (a network whose float32
+    evaluation can put a step's input on the other side of an edge: torch's rounding then
+    moves an output by a whole level, far beyond any tolerance). Returns (confirmed points or
+    None, number of points left disputed)."""
     margin, tol = problem.point_margins(net.evaluate(pts))
     stats["points_evaluated"] += int(pts.shape[0])
     bad = pts[margin <= 0][torch.argsort(margin[margin <= 0])]
-    close = pts[(margin > 0) & (margin <= tol)]
+    close = pts[(margin > 0) & ((margin <= tol) | bool(getattr(judge, "check_every_point", False)))]
     disputed = 0
     if close.shape[0]:
         stats["points_checked_exactly"] = stats.get("points_checked_exactly", 0) + int(close.shape[0])

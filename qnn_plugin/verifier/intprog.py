@@ -22,7 +22,11 @@ program minimises t >= max_r (row_r - rhs_r): it stops at the first solution wit
 counterexample candidate, confirmed by the verifier's checker before any ``sat``) and prunes
 every node whose bound exceeds 1/2, so "infeasible" proves the polytope empty. The objective
 gives HiGHS a bound to prune with; the float program of ``milp.py``, a pure feasibility
-problem, stalled on AAAI instances this one decides in seconds.
+problem, stalled on AAAI instances this one decides in seconds. Several polytopes (a
+robustness property's other classes) can share one program: a binary z_p per polytope with
+sum z_p = 1 and polytope p's rows released by a big-M (their range over the column bounds)
+where z_p = 0, so t <= 0 is reachable exactly at points of the union; its "infeasible"
+proves every one of them empty at once.
 
 The input codes are first continuous (``solve(inputs="relaxed-first")``): that program has more
 points, so its "infeasible" is still a proof, and HiGHS no longer branches on hundreds of input
@@ -221,7 +225,8 @@ def solve(prog: Program, A: np.ndarray, b: np.ndarray, rows: Sequence[int],
           time_limit: float, options: Optional[Dict[str, object]] = None,
           inputs: str = "relaxed-first") -> Answer:
     """Is some integer point of the program inside the polytope {y : A[rows] y <= b[rows]}?
-    ``options``: further HiGHS options (name: value).
+    ``rows`` may also be a list of row-index lists: is some point inside their union (one
+    program, a binary per polytope)? ``options``: further HiGHS options (name: value).
 
     ``inputs="relaxed"`` solves with continuous input columns (levels, ReLUs and binaries stay
     integer). That program only has more points, so its "infeasible" is a proof; it decided
@@ -281,42 +286,69 @@ def write_mps(prog: Program, A: np.ndarray, b: np.ndarray, rows: Sequence[int], 
         raise OSError(f"{path}: HiGHS could not write the model")
 
 
-def _highs_lp(prog: Program, A: np.ndarray, b: np.ndarray, rows: Sequence[int]):
+def _highs_lp(prog: Program, A: np.ndarray, b: np.ndarray, rows):
     """The HighsLp minimising t >= rows - rhs over the program (all columns integer as built),
-    or an "unknown" Answer when its coefficients are too large for half-unit margins."""
+    or an "unknown" Answer when its coefficients are too large for half-unit margins.
+
+    ``rows``: one polytope's rows, or a list of polytopes' rows: their union, with a binary
+    z_p per polytope, sum z_p = 1, and polytope p's rows relaxed by M (1 - z_p), M the row's
+    range over the columns' bounds (so t <= 1/2 stays reachable whatever the other rows are)."""
     import highspy
     from scipy.sparse import csc_matrix
 
+    groups = [list(g) for g in rows] if len(rows) and np.ndim(rows[0]) else [list(rows)]
     n = len(prog.col_lo)
     t_col = n                                       # the objective column t
+    z_cols = list(range(n + 1, n + 1 + len(groups))) if len(groups) > 1 else []
     r_idx, c_idx, vals = list(prog.r_idx), list(prog.c_idx), list(prog.vals)
     row_lo, row_hi = list(prog.row_lo), list(prog.row_hi)
-    for r in rows:                                  # sum_k c_k Y_k - t <= rhs
-        coef, rhs = integer_row(A[r], b[r], prog.exps)
-        y = _combine([(int(c), prog.outputs[k]) for k, c in enumerate(coef)])
-        i = len(row_lo)
-        for col, v in y[0].items():
-            if v:
+    col_lo, col_hi = np.array(prog.col_lo), np.array(prog.col_hi)
+    for g, group in enumerate(groups):
+        for r in group:                             # sum_k c_k Y_k - t <= rhs
+            coef, rhs = integer_row(A[r], b[r], prog.exps)
+            y = _combine([(int(c), prog.outputs[k]) for k, c in enumerate(coef)])
+            i = len(row_lo)
+            for col, v in y[0].items():
+                if v:
+                    r_idx.append(i)
+                    c_idx.append(col)
+                    vals.append(float(v))
+            r_idx.append(i)
+            c_idx.append(t_col)
+            vals.append(-1.0)
+            row_lo.append(-_INF)
+            hi = float(rhs - y[1])
+            if z_cols:                              # ... + M z_p <= rhs + M
+                cols = np.fromiter(y[0].keys(), dtype=np.int64, count=len(y[0]))
+                v = np.fromiter(y[0].values(), dtype=np.float64, count=len(y[0]))
+                top = float(np.where(v > 0, v * col_hi[cols], v * col_lo[cols]).sum()) \
+                    if len(v) else 0.0
+                M = max(0.0, top - hi)
                 r_idx.append(i)
-                c_idx.append(col)
-                vals.append(float(v))
-        r_idx.append(i)
-        c_idx.append(t_col)
-        vals.append(-1.0)
-        row_lo.append(-_INF)
-        row_hi.append(float(rhs - y[1]))
+                c_idx.append(z_cols[g])
+                vals.append(M)
+                hi += M
+            row_hi.append(hi)
+    if z_cols:                                      # sum_p z_p = 1
+        i = len(row_lo)
+        r_idx += [i] * len(z_cols)
+        c_idx += z_cols
+        vals += [1.0] * len(z_cols)
+        row_lo.append(1.0)
+        row_hi.append(1.0)
     big = max(np.abs(vals).max(initial=0.0), np.abs(row_hi[len(prog.row_hi):]).max(initial=0.0))
     if big > _MAX_COEF:
         return Answer("unknown", message=f"coefficients up to {big:.3g}: beyond float64 "
                       "rows with half-unit margins")
     lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n + 1, len(row_lo)
-    cost = np.zeros(n + 1)
+    m = n + 1 + len(z_cols)
+    lp.num_col_, lp.num_row_ = m, len(row_lo)
+    cost = np.zeros(m)
     cost[t_col] = 1.0
     lp.col_cost_ = cost
-    lp.col_lower_ = np.array(prog.col_lo + [-_INF])
-    lp.col_upper_ = np.array(prog.col_hi + [_INF])
-    mat = csc_matrix((vals, (r_idx, c_idx)), shape=(len(row_lo), n + 1))
+    lp.col_lower_ = np.array(prog.col_lo + [-_INF] + [0.0] * len(z_cols))
+    lp.col_upper_ = np.array(prog.col_hi + [_INF] + [1.0] * len(z_cols))
+    mat = csc_matrix((vals, (r_idx, c_idx)), shape=(len(row_lo), m))
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = mat.indptr
     lp.a_matrix_.index_ = mat.indices
@@ -324,7 +356,8 @@ def _highs_lp(prog: Program, A: np.ndarray, b: np.ndarray, rows: Sequence[int]):
     lp.row_lower_ = np.array(row_lo)
     lp.row_upper_ = np.array(row_hi)
     lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                       for i in prog.integer] + [highspy.HighsVarType.kContinuous]
+                       for i in prog.integer] + [highspy.HighsVarType.kContinuous] \
+        + [highspy.HighsVarType.kInteger] * len(z_cols)
     return lp
 
 

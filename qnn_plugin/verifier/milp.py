@@ -14,6 +14,8 @@ network, or the float box):
   of a tie point are allowed: the program over-approximates the network;
 * a ReLU with unstable input bounds by the usual binary encoding (exact given the bounds,
   which are widened by the same relative margin first);
+* a Sign whose input bounds contain 0 by two binaries (its three values), the 0 allowed only
+  within the same margin of 0;
 * a MaxPool window whose maximum the bounds do not fix by one binary per element that can be
   the maximum (y >= every element, y <= the chosen one); padding, also the -inf padding that
   onnx2torch puts in front of an asymmetric MaxPool, never takes part.
@@ -33,11 +35,12 @@ import numpy as np
 import torch
 
 from .. import affine_graph
-from ..bounds import BoundQuantStep
+from ..bounds import BoundQuantStep, BoundSign
 from ..ops import ROUNDINGS, quant_step
 from ..pool_bounds import BoundPad, BoundWindowMax, window_table
 
 _WIDEN_REL, _WIDEN_ABS = 2.0 ** -20, 2.0 ** -10   # as bounds.BoundQuantStep._widen
+_STRICT_MARGIN = 1e-4   # relative: a strict Sign's z this far from 0 keeps its sign in float32
 
 
 class Unsupported(Exception):
@@ -62,6 +65,9 @@ class _Program:
     rows: List[np.ndarray] = field(default_factory=list)    # dense coefficient rows
     row_lo: List[float] = field(default_factory=list)
     row_hi: List[float] = field(default_factory=list)
+    # each Sign's binaries a, b, its z (dense row, constant), margin pad and widened bounds
+    # lw, uw: solve's strict program keeps z pad away from 0 at +-1
+    signs: List[tuple] = field(default_factory=list)
 
     def new_var(self, lo: float, hi: float, integer: bool) -> int:
         self.lb.append(lo)
@@ -97,17 +103,24 @@ class MilpResult:
     seconds: float = 0.0
 
 
+def _input_bounds(inp, widen_abs: float = 0.0):
+    """The bound computation's bounds of ``inp`` (flat float64 arrays), widened by the float32
+    margin _WIDEN_REL * max(|l|, |u|) + widen_abs: (l, u, lw, uw, margin)."""
+    l = inp.lower.reshape(-1).double().cpu().numpy()
+    u = inp.upper.reshape(-1).double().cpu().numpy()
+    with np.errstate(invalid="ignore"):   # MaxPool's -inf padding cells
+        pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + widen_abs
+        return l, u, l - pad, u + pad, pad
+
+
 def _step(node, prog: _Program, M, c):
     """Encode q = QuantStep(z) elementwise; returns (M_q, c_q) over the (grown) variables."""
     inp = node.inputs[0]
-    l = inp.lower.reshape(-1).double().cpu().numpy()
-    u = inp.upper.reshape(-1).double().cpu().numpy()
-    n = l.size
     s = torch.broadcast_to(node.scale, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
     zp = torch.broadcast_to(node.zero_point, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
     d = ROUNDINGS[node.rounding]
-    pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + _WIDEN_ABS * s
-    lw, uw = l - pad, u + pad
+    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * s)
+    n = l.size
     lvl = lambda x, lo, hi: quant_step(torch.as_tensor(x).reshape(inp.lower.shape[1:]).float(),
                                        node.scale, node.zero_point, lo, hi,
                                        node.rounding).reshape(-1).double().cpu().numpy()
@@ -145,11 +158,8 @@ def _step(node, prog: _Program, M, c):
 
 def _relu(node, prog: _Program, M, c):
     inp = node.inputs[0]
-    l = inp.lower.reshape(-1).double().cpu().numpy()
-    u = inp.upper.reshape(-1).double().cpu().numpy()
     # float32 bounds without outward rounding: widen before they become big-M constants
-    pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + 1e-12
-    l, u = l - pad, u + pad
+    _, _, l, u, _ = _input_bounds(inp, 1e-12)
     n = l.size
     Mr = np.zeros((n, M.shape[1]))
     cr = np.zeros(n)
@@ -172,6 +182,56 @@ def _relu(node, prog: _Program, M, c):
     return _grow(Mr, len(prog.lb)), cr
 
 
+def _sign(node, prog: _Program, M, c):
+    """s = Sign(z) elementwise by binaries a >= b, s = a + b - 1 (a: s >= 0, b: s = 1).
+
+    Where z is an integer combination of integer columns (a binarized network's hidden layers:
+    float32 computes it exactly), exactly: s = 1 needs z >= 1, s = 0 needs z = 0, s = -1
+    needs z <= -1 (the strict rows of ``_strict_sign_rows`` with pad 1). Elsewhere s = 1 needs
+    z >= -pad and s = -1 needs z <= pad, so 0 is allowed only where |z| <= pad (z = 0 exactly
+    in the network; pad the bounds' margin against float32 error, as for steps); the Sign is
+    recorded for solve's strict program."""
+    inp = node.inputs[0]
+    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * node._step_width())
+    n = l.size
+    Ms = np.zeros((n, M.shape[1]))
+    cs = np.zeros(n)
+    inf = float("inf")
+    for i in range(n):
+        if lw[i] > 0 or uw[i] < 0:             # decided on the whole box
+            cs[i] = 1.0 if lw[i] > 0 else -1.0
+            continue
+        a = prog.new_var(0, 1, True)
+        b = prog.new_var(0, 1, True)
+        prog.add({b: 1.0, a: -1.0}, None, -inf, 0.0)                     # b <= a
+        z = (M[i], c[i])
+        if _integral(prog, M[i], c[i]):
+            lo_z, hi_z = np.floor(lw[i]), np.ceil(uw[i])
+            prog.add({a: lo_z, b: -1.0}, z, lo_z, inf)                   # a, b: z >= 0, 1
+            prog.add({b: -hi_z, a: -1.0}, z, -inf, -1.0)                 # not a, b: z <= -1, 0
+        else:
+            prog.add({a: lw[i] + pad[i]}, z, lw[i], inf)                 # a = 1: z >= -pad
+            prog.add({b: -(uw[i] - pad[i])}, z, -inf, pad[i])            # b = 0: z <= pad
+            prog.signs.append((a, b, (M[i].copy(), float(c[i])), float(pad[i]), float(lw[i]),
+                               float(uw[i])))
+        Ms = _grow(Ms, len(prog.lb))
+        Ms[i, a] = Ms[i, b] = 1.0
+        cs[i] = -1.0
+    return _grow(Ms, len(prog.lb)), cs
+
+
+def _integral(prog: _Program, row: np.ndarray, const: float) -> bool:
+    """Whether row . x + const is an integer combination of integer columns, with every
+    partial sum below 2**24 (exact in float32)."""
+    cols = np.flatnonzero(row)
+    w = row[cols]
+    if not (float(const).is_integer() and np.all(w == np.round(w))
+            and all(prog.integer[j] for j in cols)):
+        return False
+    top = np.maximum(np.abs(np.array(prog.lb)[cols]), np.abs(np.array(prog.ub)[cols]))
+    return float(np.abs(w) @ top) + abs(const) < 2.0 ** 24
+
+
 def _max_pool(node: BoundWindowMax, prog: _Program, M, c):
     """y = max of each window (rows of the input expression whose constant is -inf are padding)."""
     inp = node.inputs[0]
@@ -179,11 +239,7 @@ def _max_pool(node: BoundWindowMax, prog: _Program, M, c):
     in_size, out_size = tuple(inp.output_shape[-rank:]), tuple(node.output_shape[-rank:])
     table = window_table(in_size, out_size, node.kernel, node.stride, node.padding, node.dilation)
     n_sp, n_out = int(np.prod(in_size)), table.shape[0]
-    l = inp.lower.reshape(-1).double().cpu().numpy()
-    u = inp.upper.reshape(-1).double().cpu().numpy()
-    with np.errstate(invalid="ignore"):   # -inf padding cells (never read below)
-        pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + 1e-12
-        l, u = l - pad, u + pad
+    _, _, l, u, _ = _input_bounds(inp, 1e-12)   # -inf padding cells are never read below
     channels = l.size // n_sp
     My = np.zeros((channels * n_out, M.shape[1]))
     cy = np.zeros(channels * n_out)
@@ -271,6 +327,8 @@ def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
             exprs[node.name] = _step(node, prog, *ins[0])
         elif kind == "BoundRelu":
             exprs[node.name] = _relu(node, prog, *ins[0])
+        elif isinstance(node, BoundSign):
+            exprs[node.name] = _sign(node, prog, *ins[0])
         else:
             exprs[node.name] = _affine_of(node, exprs)
     out = exprs[bm.output_name[0]]
@@ -280,42 +338,102 @@ def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
 def solve(prog: _Program, out, A: np.ndarray, b: np.ndarray, poly: np.ndarray, tol: np.ndarray,
           time_limit: float) -> MilpResult:
     """Feasibility of each polytope {y : A_p y <= b_p + tol_p} over the program; the first
-    feasible one gives the candidate."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import csr_matrix
+    feasible one gives the candidates.
 
+    With Signs, a solution may hold a Sign at +-1 where its z is within the margin of 0 (or
+    exactly 0 on an integer sum, where the network's Sign is 0): rarely a counterexample. The
+    candidates then come from the strict program, where each Sign's z is at least the margin
+    beyond 0 for +-1 and never 0 (fewer points: its "infeasible" proves nothing); a
+    polytope whose strict program is infeasible is passed over and the answer is "unknown" if
+    no later one has a candidate."""
     t0 = time.monotonic()
     n_var = len(prog.lb)
     M, c = out
-    base = np.stack([_pad(r, n_var) for r in prog.rows]) if prog.rows else np.zeros((0, n_var))
+    base = (np.stack([_pad(r, n_var) for r in prog.rows]) if prog.rows else np.zeros((0, n_var)),
+            np.array(prog.row_lo), np.array(prog.row_hi))
+    strict = _stack(base, _strict_sign_rows(prog, n_var)) if prog.signs else None
+    edge_only = False
     for p in np.unique(poly):
         left = time_limit - (time.monotonic() - t0)
         if left <= 0.05:
             return MilpResult("unknown", message="time limit", seconds=time.monotonic() - t0)
         rows = A[poly == p] @ M                       # A_p (M x + c) <= b_p + tol
         rhs = b[poly == p] + tol[poly == p] - A[poly == p] @ c
-        cons = LinearConstraint(csr_matrix(np.concatenate([base, rows])),
-                                np.concatenate([prog.row_lo, np.full(len(rhs), -np.inf)]),
-                                np.concatenate([prog.row_hi, rhs]))
-        res = milp(np.zeros(n_var), integrality=np.array(prog.integer),
-                   bounds=Bounds(np.array(prog.lb), np.array(prog.ub)), constraints=cons,
-                   options=dict(time_limit=left, presolve=True))
-        if res.status == 2:        # infeasible: this polytope is empty on the box
+        target = (rows, np.full(len(rhs), -np.inf), rhs)
+        status, x = _feasible(prog, _stack(base, target), left)
+        if status == "infeasible":                    # this polytope is empty on the box
             continue
-        if res.x is not None and res.status in (0, 1):
-            deep = _deepest(prog, base, rows, rhs, res.x, time_limit - (time.monotonic() - t0))
-            pts = np.stack([deep[:prog.n_in], res.x[:prog.n_in]])
-            return MilpResult("feasible", pts[0], points=pts, seconds=time.monotonic() - t0)
-        return MilpResult("unknown", message=res.message, seconds=time.monotonic() - t0)
+        if status == "unknown":
+            return MilpResult("unknown", message=x, seconds=time.monotonic() - t0)
+        found = [x]
+        if strict is not None:
+            s_status, sx = _feasible(prog, _stack(strict, target),
+                                     time_limit - (time.monotonic() - t0))
+            if s_status == "infeasible":              # only points at a Sign's edge
+                edge_only = True
+                continue
+            found = [sx, x] if s_status == "feasible" else found
+        deep = _deepest(prog, strict if strict is not None else base, rows, rhs, found[0],
+                        time_limit - (time.monotonic() - t0))
+        pts = np.stack([v[:prog.n_in] for v in [deep] + found])
+        return MilpResult("feasible", pts[0], points=pts, seconds=time.monotonic() - t0)
+    if edge_only:
+        return MilpResult("unknown", message="solutions only within float32 margins of a Sign's 0",
+                          seconds=time.monotonic() - t0)
     return MilpResult("infeasible", seconds=time.monotonic() - t0)
+
+
+def _stack(*blocks):
+    """Row blocks (coefficients, lower, upper) one under the other."""
+    return tuple(np.concatenate(parts) for parts in zip(*blocks))
+
+
+def _feasible(prog: _Program, rows, time_limit: float):
+    """("feasible", solution), ("infeasible", None) or ("unknown", HiGHS's message)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_matrix
+
+    if time_limit <= 0.05:
+        return "unknown", "time limit"
+    res = milp(np.zeros(len(prog.lb)), integrality=np.array(prog.integer),
+               bounds=Bounds(np.array(prog.lb), np.array(prog.ub)),
+               constraints=LinearConstraint(csr_matrix(rows[0]), rows[1], rows[2]),
+               options=dict(time_limit=time_limit, presolve=True))
+    if res.status == 2:
+        return "infeasible", None
+    if res.x is not None and res.status in (0, 1):
+        return "feasible", res.x
+    return "unknown", res.message
+
+
+def _strict_sign_rows(prog: _Program, n_var: int):
+    """Each recorded Sign at +1 with z >= m, at -1 with z <= -m, never 0 (a = b): z - (m - lw) a
+    >= lw, z - (uw + m) a <= -m, b >= a. The margin m exceeds pad, HiGHS's feasibility
+    tolerance (1e-6) and the input's rounding to float32, so the network takes the same sign
+    at the solution; a float z that is exactly 0 is left out (the program only looks for
+    candidates)."""
+    coef, lo, hi = [], [], []
+    for a, b, (zrow, zc), pad, lw, uw in prog.signs:
+        m = max(pad, _STRICT_MARGIN * max(1.0, abs(lw), abs(uw)))
+        row = _pad(zrow, n_var)
+        for extra, l, h in (({a: -(m - lw)}, lw - zc, np.inf), ({a: -(uw + m)}, -np.inf, -m - zc),
+                            ({b: 1.0, a: -1.0}, 0.0, np.inf)):
+            r = row.copy() if b not in extra else np.zeros(n_var)
+            for v, w in extra.items():
+                r[v] += w
+            coef.append(r)
+            lo.append(l if b not in extra else 0.0)
+            hi.append(h)
+    return np.stack(coef), np.array(lo), np.array(hi)
 
 
 def _deepest(prog: _Program, base, rows, rhs, x, time_limit: float) -> np.ndarray:
     """The program's solution x moved as deep into the unsafe polytope as its integer columns
-    (ReLU phases, levels) allow: the LP with them fixed, minimising the largest of the rows
-    A_p y - b_p. A feasibility solution tends to lie on the polytope's relaxed face, where the
-    exact evaluation finds the point just safe. x itself when the LP fails, and where the
-    input columns are integer (grid networks): fixed, they leave the input nothing to move."""
+    (ReLU phases, levels, Signs) allow: the LP over the row block ``base`` with them fixed,
+    minimising the largest of the rows A_p y - b_p. A feasibility solution tends to lie on the
+    polytope's relaxed face, where the exact evaluation finds the point just safe. x itself
+    when the LP fails, and where the input columns are integer (grid networks): fixed, they
+    leave the input nothing to move."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_matrix
 
@@ -326,9 +444,9 @@ def _deepest(prog: _Program, base, rows, rhs, x, time_limit: float) -> np.ndarra
     lb = np.where(fixed, np.round(x), np.array(prog.lb, dtype=float))
     ub = np.where(fixed, np.round(x), np.array(prog.ub, dtype=float))
     # variables (x, t): base rows unchanged; A_p y - t <= rhs; minimise t
-    A = np.block([[base, np.zeros((base.shape[0], 1))], [rows, -np.ones((rows.shape[0], 1))]])
-    cons = LinearConstraint(csr_matrix(A), np.concatenate([prog.row_lo, np.full(len(rhs), -np.inf)]),
-                            np.concatenate([prog.row_hi, rhs]))
+    A = np.block([[base[0], np.zeros((base[0].shape[0], 1))], [rows, -np.ones((rows.shape[0], 1))]])
+    cons = LinearConstraint(csr_matrix(A), np.concatenate([base[1], np.full(len(rhs), -np.inf)]),
+                            np.concatenate([base[2], rhs]))
     cost = np.zeros(n_var + 1)
     cost[-1] = 1.0
     res = milp(cost, bounds=Bounds(np.append(lb, -np.inf), np.append(ub, np.inf)),

@@ -48,3 +48,27 @@ def test_the_script_prints_a_row_per_eps(tmp_path):
     cells = [c.strip() for c in row[0].split("|")[1:-1]]
     assert sum(int(c) for c in cells[2:6]) == 2
     assert (tmp_path / "bnn.onnx").is_file()
+
+
+@pytest.mark.skipif(SHARED is None, reason="the shared MNIST test set is not available")
+def test_float_input_and_the_folder_for_the_program_benchmark(tmp_path):
+    """--float-input: the same network without an input quantizer, verified on a continuous
+    box; --write-folder: the instances as a VNN-COMP folder that bench_intprog.py reads."""
+    import onnx
+
+    out = run_script(SCRIPT, "--samples", "1", "--eps", "1", "--timeout", "10", "--hidden", "32",
+                     "--float-input", "--save-model", tmp_path / "bnn.onnx")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "float input" in out.stdout and "| 1 | program |" in out.stdout, out.stdout
+    ops = {n.op_type for n in onnx.load(tmp_path / "bnn.onnx").graph.node}
+    assert "Sign" in ops and "QuantizeLinear" not in ops
+
+    folder = tmp_path / "bnnf"
+    out = run_script(SCRIPT, "--samples", "2", "--eps", "1,2", "--hidden", "32",
+                     "--write-folder", folder)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (folder / "onnx" / "bnn_mnist.onnx").is_file()
+    assert len((folder / "instances.csv").read_text().splitlines()) == 4
+    out = run_script("bench_intprog.py", folder, "--compare", "union", "--timeout", "5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| instance | one by one |" in out.stdout, out.stdout

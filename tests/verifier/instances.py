@@ -172,6 +172,40 @@ def qcdq_mlp(rng, n_in: int = 5, hidden: int = 6, n_out: int = 3):
                                  grid_values=lambda: grid_values(float(s_in), 0, 0, 15))
 
 
+def batchnorm_sign_mlp(rng, n_in: int = 5, hidden: int = 6, n_out: int = 3):
+    """A binarized MLP as training frameworks export it: input codes (1/16, uint8), MatMul by
+    +-1 weights, a BatchNormalization node (float scales of either sign, float means and
+    variances: not integer arithmetic), Sign, MatMul by +-1 weights. Built by hand."""
+    import types
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.grid import grid_values
+
+    f32 = lambda a, name: numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)  # noqa: E731
+    signs = rng.choice([-1.0, 1.0], size=hidden)
+    inits = [f32(1 / 16, "s_in"), numpy_helper.from_array(np.array(0, np.uint8), "zu"),
+             f32(rng.choice([-1.0, 1.0], size=(n_in, hidden)), "W1"),
+             f32(signs * rng.uniform(0.3, 2.0, hidden), "gamma"), f32(rng.normal(0, 0.5, hidden), "beta"),
+             f32(rng.normal(0, 0.6, hidden), "mean"), f32(rng.uniform(0.5, 2.0, hidden), "var"),
+             f32(rng.choice([-1.0, 1.0], size=(hidden, n_out)), "W2")]
+    node = helper.make_node
+    nodes = [node("QuantizeLinear", ["x", "s_in", "zu"], ["xq"]),
+             node("DequantizeLinear", ["xq", "s_in", "zu"], ["xd"]),
+             node("MatMul", ["xd", "W1"], ["m"]),
+             node("BatchNormalization", ["m", "gamma", "beta", "mean", "var"], ["bn"], epsilon=1e-5),
+             node("Sign", ["bn"], ["a"]), node("MatMul", ["a", "W2"], ["y"])]
+    graph = helper.make_graph(nodes, "bn_sign", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n_in])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return types.SimpleNamespace(model=model, input_scale=1 / 16, input_zero_point=0,
+                                 input_qmin=0, input_qmax=255, input_shape=(n_in,),
+                                 grid_values=lambda: grid_values(1 / 16, 0, 0, 255))
+
+
 def pool_net(rng, kernel: int = 2, stride: int = 2, pads=(0, 0, 0, 0), dilation: int = 1,
              ceil_mode: int = 0, conv: bool = True, size: int = 4, opset: int = 17,
              op: str = "MaxPool", count_include_pad: int = 0):

@@ -160,8 +160,9 @@ def _program(path, spec):
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]),
        inputs=st.sampled_from(intprog.INPUT_MODES))
 def test_program_agrees_with_enumeration(tmp_path, encoding, seed, kind, inputs):
-    """Every input mode answers the truth; "relaxed" may also say "unknown" (a fractional
-    solution it could not repair), never the wrong verdict."""
+    """Every input mode answers the truth, for each polytope and for the union of all of them
+    in one program; "relaxed" may also say "unknown" (a fractional solution it could not
+    repair), never the wrong verdict."""
     rng = np.random.default_rng(seed)
     built = ENCODINGS[encoding](rng)
     spec, _ = grid_instance(rng, built, kind, free=4)
@@ -173,19 +174,28 @@ def test_program_agrees_with_enumeration(tmp_path, encoding, seed, kind, inputs)
     units = np.array([inet.evaluate(c) for c in codes], dtype=np.float64)
     y = units * 2.0 ** -np.array([o.exp for o in inet.outputs], dtype=np.float64)
     poly = problem.poly.numpy()
-    for p in range(problem.n_poly):
-        rows = np.flatnonzero(poly == p)
-        truth = bool(np.all(y @ problem.A64[rows].T <= problem.b64[rows], axis=1).any())
+    groups = [np.flatnonzero(poly == p) for p in range(problem.n_poly)]
+
+    def inside(out, rows):
+        return bool(np.all(problem.A64[rows] @ out <= problem.b64[rows]))
+
+    truths = [bool(np.all(y @ problem.A64[rows].T <= problem.b64[rows], axis=1).any())
+              for rows in groups]
+    # each polytope alone, then (robustness: several polytopes) one program over their union
+    asked = [(rows, [rows], truth) for rows, truth in zip(groups, truths)]
+    if len(groups) > 1:
+        asked.append((groups, groups, any(truths)))
+    for rows, union, truth in asked:
         ans = intprog.solve(prog, problem.A64, problem.b64, rows, 60, inputs=inputs)
         allowed = {"feasible" if truth else "infeasible"}
         if inputs == "relaxed":
             allowed.add("unknown")
-        assert ans.status in allowed, (p, ans)
+        assert ans.status in allowed, (len(union), ans)
         if ans.status == "feasible":
             assert bool(((ans.codes >= lo.numpy()) & (ans.codes <= hi.numpy())).all())
             out = np.array(inet.evaluate(ans.codes), dtype=np.float64) * 2.0 ** -np.array(
                 [o.exp for o in inet.outputs], dtype=np.float64)
-            assert np.all(problem.A64[rows] @ out <= problem.b64[rows])
+            assert any(inside(out, r) for r in union)
 
 
 def _grid_case(tmp_path, encoding: str, seed: int, kind: str):
@@ -219,6 +229,32 @@ def test_verifier_step_with_crown_ranges(tmp_path, encoding, seed, kind):
             assert job.answer.x is not None
     else:
         assert job.answer == "unsat"
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25])
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2 ** 32 - 1), inputs=st.sampled_from(["relaxed", "integer"]))
+def test_the_union_after_a_first_pass_decides(tmp_path, monkeypatch, share, seed, inputs):
+    """The verifier's child with ``together``: a first pass one polytope at a time (share 0:
+    none, so the union of every open polytope), then one program over the union of the
+    polytopes it left open; the answer is the enumerated truth of the robustness case
+    ("relaxed" may say "unknown")."""
+    from qnn_plugin.verifier import api
+
+    monkeypatch.setattr(api, "_FIRST_PASS_SHARE", share)
+    rng = np.random.default_rng(seed)
+    net, problem, lo, hi, truth = grid_case(tmp_path, ENCODINGS["fixed_point"](rng), rng, "robust")
+    built = api.exact_program(net, problem, lo, hi)
+    assert built is not None
+    prog = built[0]
+    # every polytope, also those CROWN refutes (on these small boxes nearly all): a union of 2
+    status, codes, _ = api._solve_polytopes(prog, problem.A64, problem.b64, problem.poly.numpy(),
+                                            list(range(problem.n_poly)), time.monotonic() + 60,
+                                            inputs, True)
+    allowed = {"feasible" if truth else "infeasible"} | ({"unknown"} if inputs == "relaxed" else set())
+    assert status in allowed, (status, truth, problem.n_poly)
+    if status == "feasible":
+        assert bool(((codes >= lo.numpy()) & (codes <= hi.numpy())).all())
 
 
 # robust fixed-point instances that CROWN leaves open: seed 6 is sat and both variants decide
@@ -261,10 +297,10 @@ def test_a_disagreement_between_the_variants_is_reported(tmp_path, monkeypatch, 
 
     honest = api._solve_polytopes
 
-    def planted(prog, A, b, poly, order, deadline, inputs):
+    def planted(prog, A, b, poly, order, deadline, inputs, together=False):
         if inputs == "relaxed":
             return "infeasible", None, 0
-        return honest(prog, A, b, poly, order, deadline, inputs)
+        return honest(prog, A, b, poly, order, deadline, inputs, together)
 
     monkeypatch.setattr(api, "_solve_polytopes", planted)
     net, problem, lo, hi, truth = _grid_case(tmp_path, "fixed_point", 6, "robust")

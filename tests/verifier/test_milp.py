@@ -13,7 +13,15 @@ from qnn_plugin.verifier import bab, milp, verify
 from qnn_plugin.verifier.network import Network
 from qnn_plugin.verifier.problem import Problem
 
-from .instances import ENCODINGS, POOLS, grid_instance, pool_net
+from tests.baselines.smt import networks
+
+from .instances import ENCODINGS, POOLS, batchnorm_sign_mlp, grid_instance, pool_net
+
+# the verifier's encodings, Sign nets (exact thresholds, float thresholds, the +-1 idiom, a
+# BatchNormalization node before the Sign) and a float bias read by a quantizer
+PROGRAM_ENCODINGS = {**ENCODINGS, **{k: networks.ENCODINGS[k] for k in (
+    "sign", "sign_idiom", "sign_float_bias", "quant_float_bias")},
+    "batchnorm_sign": batchnorm_sign_mlp}
 
 
 
@@ -33,12 +41,12 @@ def _program_verdict(tmp_path, built, spec):
     return res, net, problem
 
 
-@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+@pytest.mark.parametrize("encoding", sorted(PROGRAM_ENCODINGS))
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2 ** 32 - 1), kind=st.sampled_from(["robust", "random"]))
 def test_program_agrees_with_enumeration(tmp_path, encoding, seed, kind):
     rng = np.random.default_rng(seed)
-    built = ENCODINGS[encoding](rng)
+    built = PROGRAM_ENCODINGS[encoding](rng)
     spec, truth = grid_instance(rng, built, kind, free=4)
     res, net, problem = _program_verdict(tmp_path, built, spec)
     assert res.status in ("infeasible", "feasible"), res.message
@@ -66,22 +74,25 @@ def test_program_agrees_with_enumeration_on_pools(tmp_path, pool, seed, kind):
     assert res.status == ("feasible" if truth else "infeasible"), res.message
 
 
-def test_unsupported_operations_are_reported():
-    rng = np.random.default_rng(3)
-    built = ob.random_sign_mlp(rng, sizes=[4, 6, 3], input_scale=2.0 ** -4)
-    import os
-    import tempfile
+def test_unsupported_operations_are_reported(tmp_path):
+    """A product of two perturbed tensors (x * x) is not affine: the encoder says so."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "s.onnx")
-        open(path, "wb").write(built.model.SerializeToString())
-        net = Network(path, torch.device("cpu"))
-        lo = torch.zeros(net.n_in)
-        with pytest.raises(milp.Unsupported):
-            bm = net.bounded_module
-            from qnn_plugin import compute_bounds
-            compute_bounds(bm, lo[None], lo[None] + 1, "crown")
-            milp.encode(bm, lo.double().numpy(), lo.double().numpy() + 1, True)
+    from qnn_plugin import compute_bounds
+
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "x"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])],
+        "square", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    path = tmp_path / "square.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    net = Network(str(path), torch.device("cpu"))
+    lo = torch.zeros(net.n_in)
+    compute_bounds(net.bounded_module, lo[None], lo[None] + 1, "crown")
+    with pytest.raises(milp.Unsupported, match="two perturbed"):
+        milp.encode(net.bounded_module, lo.double().numpy(), lo.double().numpy() + 1, False)
 
 
 @pytest.mark.parametrize("use_milp", [True, False])
@@ -126,38 +137,51 @@ def _stalled_search(net, problem, lo, hi, deadline, judge, opts):
     return bab.Outcome("timeout", message="stalled")
 
 
-def _float_relu_instances(tmp_path):
-    """Float ReLU MLPs (no input quantizer) with robustness boxes: (path, spec, x0, eps, label)."""
+def _float_relu(rng):
+    from .test_soundness import _relu_mlp
+
+    return _relu_mlp(rng, [20, 16, 16, 3])
+
+
+def _float_sign(rng):
+    """A binarized MLP on float inputs (no input quantizer), float first-layer thresholds."""
+    return ob.random_sign_mlp(rng, sizes=[20, 16, 16, 3]).model
+
+
+def _float_instances(tmp_path, make, radii=(0.05, 0.1, 0.2)):
+    """Float networks ``make(rng)`` (no input quantizer, 20 inputs) with robustness boxes of
+    a radius among ``radii``: (path, spec, x0, eps, label)."""
     from qnn_plugin.spec import Case, Polytope, Spec
 
-    from .test_soundness import _relu_mlp
     from .instances import exact_outputs
 
     for seed in range(12):
         rng = np.random.default_rng(seed)
-        model = _relu_mlp(rng, [20, 16, 16, 3])
-        path = tmp_path / f"relu{seed}.onnx"
+        model = make(rng)
+        path = tmp_path / f"net{seed}.onnx"
         path.write_bytes(model.SerializeToString())
         x0 = rng.uniform(-1, 1, size=20)
-        eps = float(rng.choice([0.05, 0.1, 0.2]))
+        eps = float(rng.choice(radii))
         lab = int(np.argmax(exact_outputs(model, x0.astype(np.float32)[None])[0]))
         polys = tuple(Polytope(np.eye(3)[[lab]] - np.eye(3)[[j]], np.zeros(1))
                       for j in range(3) if j != lab)
         yield str(path), Spec((Case(x0 - eps, x0 + eps, polys),), 20, 3, "<t>"), x0, eps, lab
 
 
-def test_float_program_decides_beside_a_stalled_search(tmp_path, monkeypatch):
+@pytest.mark.parametrize("make, radii", [(_float_relu, (0.05, 0.1, 0.2)),
+                                         (_float_sign, (0.01, 0.02, 0.04))], ids=["relu", "sign"])
+def test_float_program_decides_beside_a_stalled_search(tmp_path, monkeypatch, make, radii):
     """Float networks: the float program runs in a child beside the search and its answer
     ends the search; here the search decides nothing, so every verdict is the program's (sat:
     a confirmed counterexample; unsat: checked on 5,000 samples of the box). Without moving
-    its solution deep into the unsafe set (milp._deepest), 5 of these 12 instances ended in
-    a timeout: a point on the relaxed face of the polytope, which the exact evaluation finds
-    just safe."""
+    its solution deep into the unsafe set (milp._deepest), 5 of the 12 ReLU instances ended
+    in a timeout: a point on the relaxed face of the polytope, which the exact evaluation
+    finds just safe. Sign nets: before the program encoded Sign, none of them had a program."""
     import onnxruntime as ort
 
     monkeypatch.setattr(bab, "search", _stalled_search)
     verdicts = []
-    for path, spec, x0, eps, lab in _float_relu_instances(tmp_path):
+    for path, spec, x0, eps, lab in _float_instances(tmp_path, make, radii):
         res = verify(path, spec, timeout=20, branch="activation", attack_starts=0)
         if "time_milp_build" not in res.stats:   # decided before the program
             continue
@@ -170,7 +194,8 @@ def test_float_program_decides_beside_a_stalled_search(tmp_path, monkeypatch):
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
         xs = rng.uniform(x0 - eps, x0 + eps, size=(5000, 20)).astype(np.float32)
-        ys = np.concatenate([sess.run(None, {"x": x[None]})[0] for x in xs])
+        name = sess.get_inputs()[0].name
+        ys = np.concatenate([sess.run(None, {name: x[None]})[0] for x in xs])
         assert all((ys[:, lab] - ys[:, j] > 0).all() for j in range(3) if j != lab)
     assert {"sat", "unsat"} <= set(verdicts), verdicts
 
@@ -180,7 +205,7 @@ def test_the_deepest_point_is_at_least_as_unsafe(tmp_path):
     than the solver's own on the network (and strictly more on some instances), then the
     solver's own; equal on a grid network, whose integer input columns cannot move."""
     deeper = 0
-    for path, spec, *_ in _float_relu_instances(tmp_path):
+    for path, spec, *_ in _float_instances(tmp_path, _float_relu):
         net = Network(path, torch.device("cpu"))
         problem = Problem.from_case(spec.cases[0], 0, torch.device("cpu"))
         lo, hi = net.domain_box(problem.lower, problem.upper)
@@ -216,7 +241,7 @@ def test_the_search_does_not_wait_for_the_float_program(tmp_path, monkeypatch):
 
     monkeypatch.setattr(milp, "solve", stuck)
     quick = 0
-    for path, spec, *_ in _float_relu_instances(tmp_path):
+    for path, spec, *_ in _float_instances(tmp_path, _float_relu):
         res = verify(path, spec, timeout=15, branch="activation", attack_starts=0)
         if "time_milp_build" in res.stats and res.verdict in ("sat", "unsat"):
             assert "milp_decided" not in res.stats
@@ -232,7 +257,7 @@ def test_no_fork_leaves_the_search_alone(tmp_path, monkeypatch):
         raise OSError(12, "Cannot allocate memory")
 
     monkeypatch.setattr(api, "Forked", no_fork)
-    path, spec, *_ = next(_float_relu_instances(tmp_path))
+    path, spec, *_ = next(_float_instances(tmp_path, _float_relu))
     res = verify(path, spec, timeout=10, branch="activation", attack_starts=0)
     assert res.stats.get("milp_error") == 1.0, res.stats
     assert res.verdict in ("sat", "unsat", "timeout")
@@ -245,7 +270,7 @@ def test_a_failing_float_program_leaves_the_search_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(milp, "solve", broken)
     ran = 0
-    for path, spec, *_ in _float_relu_instances(tmp_path):
+    for path, spec, *_ in _float_instances(tmp_path, _float_relu):
         res = verify(path, spec, timeout=5, branch="activation", attack_starts=0)
         if "time_milp_build" not in res.stats:
             continue
