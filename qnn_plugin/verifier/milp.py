@@ -187,7 +187,7 @@ def _sign(node, prog: _Program, M, c):
 
     Where z is an integer combination of integer columns (a binarized network's hidden layers:
     float32 computes it exactly), exactly: s = 1 needs z >= 1, s = 0 needs z = 0, s = -1
-    needs z <= -1 (the strict rows of ``_strict_sign_rows`` with pad 1). Elsewhere s = 1 needs
+    needs z <= -1. Elsewhere s = 1 needs
     z >= -pad and s = -1 needs z <= pad, so 0 is allowed only where |z| <= pad (z = 0 exactly
     in the network; pad the bounds' margin against float32 error, as for steps); the Sign is
     recorded for solve's strict program."""
