@@ -29,8 +29,10 @@ from torch import Tensor, fx
 from ..ops import ROUNDINGS, QuantStep
 
 # the grid is used when its root box has at most this many codes over all coordinates (each one
-# is checked once at set-up); finer grids are verified as float inputs, which is still sound
-MAX_CHECKED_CODES = 5_000_000
+# is checked once at set-up, about 0.1 s for 5.5 million: an int16 input of 84 values); finer
+# grids are verified as float inputs, which is still sound but can time out on a tiny box
+MAX_CHECKED_CODES = 64_000_000
+_CHUNK_CODES = 2_000_000   # codes checked at once (memory)
 
 _AFFINE_OPS = {torch.add: "add", torch.sub: "sub", torch.mul: "mul", torch.div: "div",
                operator.add: "add", operator.sub: "sub", operator.mul: "mul",
@@ -88,8 +90,9 @@ class InputGrid:
         """Whether rep(k) has code k for every code in [k_lo, k_hi] (flat (n,) ranges)."""
         n = k_lo.numel()
         span = int((k_hi - k_lo).max().item()) + 1
-        for start in range(0, span, max(1, MAX_CHECKED_CODES // max(n, 1) // 8)):
-            stop = min(span, start + max(1, MAX_CHECKED_CODES // max(n, 1) // 8))
+        step = max(1, _CHUNK_CODES // max(n, 1))
+        for start in range(0, span, step):
+            stop = min(span, start + step)
             offs = torch.arange(start, stop, dtype=torch.float64).unsqueeze(1)
             k = torch.minimum(k_lo.double().unsqueeze(0) + offs, k_hi.double().unsqueeze(0))
             if not bool((self.codes(self.representative(k)).double() == k).all()):

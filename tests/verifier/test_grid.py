@@ -159,3 +159,30 @@ def test_affine_pre_map_verdicts_match_enumeration(name, tmp_path):
         res = verify(path, spec, timeout=30)
         assert res.verdict == want, (name, t, res.verdict, res.message)
         assert res.stats["input_grid"] == 1.0
+
+
+def test_an_int16_input_of_84_values_keeps_its_grid(tmp_path):
+    """84 x 65,536 codes (5.5 million) are checked at set-up (about 0.1 s): before the limit
+    was raised from 5 million the grid was dropped and an audit's box of 3,087 codes timed
+    out as a float input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qnn_plugin.verifier import grid as grid_mod
+    from qnn_plugin.verifier.network import Network
+
+    n = 84
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(2.0 ** -8, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int16), "zp"),
+             numpy_helper.from_array(rng.integers(-3, 4, (n, 3)).astype(np.float32), "W")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
+             helper.make_node("MatMul", ["d", "W"], ["y"])]
+    graph = helper.make_graph(nodes, "int16_in", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    path = tmp_path / "int16.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), str(path))
+    net = Network(str(path), torch.device("cpu"))
+    assert 65_536 * n > 5_000_000 and 65_536 * n <= grid_mod.MAX_CHECKED_CODES
+    assert net.grid is not None and (net.grid.lo, net.grid.hi) == (-32768, 32767)
