@@ -248,6 +248,24 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
     return lb, ub
 
 
+def widen_for_float_error(bm: BoundedModule, lower: Tensor, upper: Tensor,
+                          input_grain: Optional[float] = None):
+    """Bound the forward pass's float32 error at every quantization step's input over the
+    hull of the boxes [lower, upper] (one per row) and widen those steps' input bounds by it
+    in every later bound computation (``qnn_plugin.float_error``): without it, large terms
+    that cancel near a rounding edge can leave bounds that exclude the level onnxruntime
+    computes. 0, and no change, where float32 evaluates the network exactly (integer inputs:
+    ``input_grain=1``; power-of-two scales). Call again for boxes outside the hull. Returns
+    the ``FloatErrors``."""
+    from . import float_error
+
+    lo = lower.detach().min(dim=0, keepdim=True).values.cpu()
+    hi = upper.detach().max(dim=0, keepdim=True).values.cpu()
+    errors = float_error.analyse(bm, lo, hi, input_grain)
+    float_error.install(bm, errors)
+    return errors
+
+
 def _ibp(bm, x, C):
     """IBP bounds of the output, then of C @ output by interval arithmetic (auto_LiRPA's own C
     merging fails when the last node is a MatMul)."""

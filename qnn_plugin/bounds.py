@@ -110,16 +110,34 @@ class _MonotoneBound(BoundOptimizableActivation):
         """Input distance between neighbouring step edges (sets the absolute widening)."""
         return None
 
+    # (1, *input shape) bound on |float32 input - real input| over the verified box, set by
+    # qnn_plugin.float_error.install; None: not computed (0 where the arithmetic is exact)
+    float_err = None
+
+    def _margin(self, l: Tensor, u: Tensor) -> Tensor:
+        """auto_LiRPA computes linear layers' bounds in float32 without outward rounding (and in
+        another order than the forward pass), so a bound that should sit on a step edge can
+        land one ulp inside and lose a whole level: a margin relative to the bounds and to the
+        step width stands for that arithmetic (not a rigorous error bound)."""
+        return _WIDEN_REL * torch.maximum(l.abs(), u.abs()) + _WIDEN_ABS * self._step_width()
+
+    def _pad(self, l: Tensor, u: Tensor) -> Tensor:
+        """The outward widening of a step's input bounds: the margin, plus the forward pass's
+        own float32 error where it is known (``float_err``: large terms that cancel near an
+        edge leave a small value with a large error, which no margin relative to the value
+        covers)."""
+        pad = self._margin(l, u)
+        if self.float_err is not None:
+            pad = pad + self.float_err.to(pad.device)
+        return pad
+
     def _widen(self, l: Tensor, u: Tensor):
-        """Input bounds pushed outward before a discontinuous step: auto_LiRPA computes linear
-        layers' bounds in float32 without outward rounding (and in another order than the
-        forward pass), so a bound that should sit on a step edge can land one ulp inside and
-        lose a whole level. Not needed where the step reads the input box: interval arithmetic
-        there evaluates the very float operations of the forward pass at the box ends."""
-        width = self._step_width()
-        if width is None or self._reads_box():
+        """Input bounds pushed outward before a discontinuous step (``_pad``). Not needed where
+        the step reads the input box: interval arithmetic there evaluates the very float
+        operations of the forward pass at the box ends."""
+        if self._step_width() is None or self._reads_box():
             return l, u
-        pad = _WIDEN_REL * torch.maximum(l.abs(), u.abs()) + _WIDEN_ABS * width
+        pad = self._pad(l, u)
         return l - pad, u + pad
 
     # ---- abstractions --------------------------------------------------------------------------
@@ -143,6 +161,11 @@ class _MonotoneBound(BoundOptimizableActivation):
         mag = torch.maximum(lf.abs(), uf.abs())
         inf = inf - _REL_SLACK * (inf.abs() + a_low * mag) * (a_low > 0)
         sup = sup + _REL_SLACK * (sup.abs() + a_up * mag) * (a_up > 0)
+        if self.float_err is not None:
+            # the lines bound the step at the float32 value it reads, within float_err of the
+            # real value z the backward pass carries: a z + b holds at z +- float_err
+            err = self.float_err.to(inf.device)
+            inf, sup = inf - a_low * err, sup + a_up * err
         # where bounds are infinite, fall back to the constant lines f(l), f(u)
         inf = torch.where(finite, inf, self.forward(l))
         sup = torch.where(finite, sup, self.forward(u))

@@ -85,6 +85,7 @@ def bound_main(argv: Optional[List[str]] = None) -> int:
         print(f"boxes: {args.boxes} L-inf boxes of radius {eps:g}, device {args.device}, "
               f"torch threads {torch.get_num_threads()}")
         bm = qp.bounded(net, lower)
+        qp.widen_for_float_error(bm, lower, upper)
         samples = _samples(net, built, lower, upper, args.samples, rng)
         print(f"{'method':<12} {'seconds':>8} {'mean width':>11} {'max width':>10}  sound on samples")
         ok = True

@@ -159,15 +159,18 @@ def level_limits(layer: Layer, k_lo: Tensor, k_hi: Tensor) -> Tuple[Tensor, Tens
     """(N, numel) limits on a step layer's input implied by level ranges [k_lo, k_hi]: level k
     takes inputs in [(k - z + d - 1) s, (k - z + d) s] (scale s > 0, zero point z, d the
     rounding's offset; both ends kept, whichever level a tie goes to), widened outward like the
-    step's own input bounds (x / s is rounded in float32). -inf / +inf where a range is open or
-    reaches the clamp's end (saturated inputs reach past the edge)."""
+    step's own input bounds (x / s is rounded in float32; the forward pass's own float32
+    error). -inf / +inf where a range is open or reaches the clamp's end (saturated inputs
+    reach past the edge)."""
     node = layer.node
     flat = lambda t: t.expand(layer.shape).reshape(1, -1)   # per-channel scales too
     s, z = flat(node.scale), flat(node.zero_point)
     lower = (k_lo - z + node.delta - 1) * s
     upper = (k_hi - z + node.delta) * s
-    lower = lower - (_WIDEN_REL * lower.abs() + _WIDEN_ABS * s)
-    upper = upper + (_WIDEN_REL * upper.abs() + _WIDEN_ABS * s)
+    fe = getattr(node, "float_err", None)
+    err = 0.0 if fe is None else fe.to(s.device).reshape(1, -1)
+    lower = lower - (_WIDEN_REL * lower.abs() + _WIDEN_ABS * s + err)
+    upper = upper + (_WIDEN_REL * upper.abs() + _WIDEN_ABS * s + err)
     return (torch.where(torch.isfinite(k_lo) & (k_lo > node.lo), lower, -_INF),
             torch.where(torch.isfinite(k_hi) & (k_hi < node.hi), upper, _INF))
 

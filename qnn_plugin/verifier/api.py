@@ -1,8 +1,10 @@
 """verify(model, spec): the library entry point of the complete verifier.
 
 Phases, per case of the spec (an input box with its unsafe set):
-  1. random points of the box; one bound computation on the whole box (proves most robust
-     cases at once); PGD with straight-through gradients when that did not;
+  1. random points of the box; a bound on the forward pass's float32 error at every step's
+     input (float_error; 0 on fixed-point networks), which the bounds are widened by; one
+     bound computation on the whole box (proves most robust cases at once); PGD with
+     straight-through gradients when that did not;
   2. where the search will branch on activations, an integer program solved in forked child
      processes while the search runs: the exact one (intprog, two variants racing) or the
      float one (milp);
@@ -25,6 +27,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .. import float_error
 from ..bounded import lirpa_unsupported
 from ..forked import Forked
 from ..spec import Spec, read_vnnlib
@@ -113,6 +116,7 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
         # the time left, the search the rest
         attack_deadline = min(deadline, time.monotonic() + 0.2 * (deadline - time.monotonic()))
         found = _random_attack(net, problem, checker, gen, stats)
+        errors = _float_errors(net, problem, lo, hi, stats)
         if found is None:
             problem.set_output_bound(_output_bound(net, lo, hi))
             if _root_proves(net, problem, lo, hi, method, stats):
@@ -141,7 +145,8 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
         if program is not None and lo.device.type == "cpu" and threads > 1:
             torch.set_num_threads(threads - 1)   # a core for the program's processes
         try:
-            judge = _Judge(net, problem, checker, _float_sensitive(net, lo, hi, deadline, stats))
+            judge = _Judge(net, problem, checker,
+                           _float_sensitive(net, errors, lo, hi, deadline, stats))
             out = bab.search(net, problem, lo, hi, deadline, judge,
                              _search_options(opts, program, near, deadline))
             if out.status in ("timeout", "unknown") and program is not None:
@@ -510,7 +515,26 @@ class _Judge:
                              for x in xs], dtype=torch.bool, device=points.device)
 
 
-def _float_sensitive(net, lo, hi, deadline, stats) -> bool:
+def _float_errors(net, problem, lo, hi, stats) -> float_error.FloatErrors:
+    """Bound the forward pass's float32 error over the case's box and widen every step's input
+    bounds by it (``qnn_plugin.float_error``; 0 where the arithmetic is exact, as on
+    fixed-point networks). On a network with steps the output's error joins the proof
+    threshold too; on one without, outputs keep the relative margin (``set_output_bound``)."""
+    bm = net.bounded_module
+    shape = (1, *net.input_shape)
+    errors = float_error.analyse(bm, lo.reshape(shape).cpu(), hi.reshape(shape).cpu(),
+                                 1.0 if net.grid is not None else None)
+    float_error.install(bm, errors)
+    if errors.steps and errors.output is not None:
+        problem.set_output_error(errors.output.reshape(-1).cpu().numpy())
+    known = [float(e.max()) for e in errors.steps.values() if e is not None and e.numel()]
+    stats["float_error_max"] = max([stats.get("float_error_max", 0.0)] + known)
+    if errors.unbounded:
+        stats["float_error_unbounded"] = float(len(errors.unbounded))
+    return errors
+
+
+def _float_sensitive(net, errors: float_error.FloatErrors, lo, hi, deadline, stats) -> bool:
     """Whether a step or Sign of the network reads a value whose float32 evaluation can
     differ from the exact one on the code box [lo, hi] (a float input, non-power-of-two
     scales, a BatchNormalization node, a float threshold within rounding error of a reachable
@@ -518,19 +542,18 @@ def _float_sensitive(net, lo, hi, deadline, stats) -> bool:
     input on different sides of an edge (an independent audit's BatchNormalization-before-
     Sign networks: torch -1 or +1, the reference 0, onnxruntime +1 or -1 at one input), so
     single points are decided by the checker, not by torch. False for networks without
-    steps and for exact integer arithmetic (``intnet``)."""
+    steps, where ``errors`` shows every step input exact, and where ``intnet`` reads the
+    network as exact integer arithmetic (finer: a float bias whose sums stay clear of every
+    edge is not exact in float32, but no rounding of it moves a level)."""
     from .. import intnet
-    from ..bounds import BoundQuantStep, BoundSign
     from ..errors import NotIntegerError
 
-    bm = net.bounded_module
-    if not any(isinstance(n, (BoundQuantStep, BoundSign)) and getattr(n, "perturbed", False)
-               for n in bm._modules.values()):
+    if not errors.steps:
         return False
     sensitive = net.grid is None
-    if not sensitive:
+    if not sensitive and not errors.exact:
         try:
-            intnet.extract(bm, net.input_shape, lo.cpu().numpy().astype(np.int64),
+            intnet.extract(net.bounded_module, net.input_shape, lo.cpu().numpy().astype(np.int64),
                            hi.cpu().numpy().astype(np.int64), deadline)
         except (NotIntegerError, intnet.OutOfTime):
             sensitive = True

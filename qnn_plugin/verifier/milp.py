@@ -103,13 +103,16 @@ class MilpResult:
     seconds: float = 0.0
 
 
-def _input_bounds(inp, widen_abs: float = 0.0):
+def _input_bounds(inp, widen_abs: float = 0.0, float_err=None):
     """The bound computation's bounds of ``inp`` (flat float64 arrays), widened by the float32
-    margin _WIDEN_REL * max(|l|, |u|) + widen_abs: (l, u, lw, uw, margin)."""
+    margin _WIDEN_REL * max(|l|, |u|) + widen_abs and by the forward pass's own float32 error
+    (a step's ``float_err``, see qnn_plugin.float_error): (l, u, lw, uw, margin)."""
     l = inp.lower.reshape(-1).double().cpu().numpy()
     u = inp.upper.reshape(-1).double().cpu().numpy()
     with np.errstate(invalid="ignore"):   # MaxPool's -inf padding cells
         pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + widen_abs
+        if float_err is not None:
+            pad = pad + float_err.reshape(-1).double().cpu().numpy()
         return l, u, l - pad, u + pad, pad
 
 
@@ -119,7 +122,7 @@ def _step(node, prog: _Program, M, c):
     s = torch.broadcast_to(node.scale, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
     zp = torch.broadcast_to(node.zero_point, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
     d = ROUNDINGS[node.rounding]
-    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * s)
+    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * s, node.float_err)
     n = l.size
     lvl = lambda x, lo, hi: quant_step(torch.as_tensor(x).reshape(inp.lower.shape[1:]).float(),
                                        node.scale, node.zero_point, lo, hi,
@@ -192,7 +195,7 @@ def _sign(node, prog: _Program, M, c):
     in the network; pad the bounds' margin against float32 error, as for steps); the Sign is
     recorded for solve's strict program."""
     inp = node.inputs[0]
-    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * node._step_width())
+    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * node._step_width(), node.float_err)
     n = l.size
     Ms = np.zeros((n, M.shape[1]))
     cs = np.zeros(n)

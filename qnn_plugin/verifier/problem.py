@@ -55,6 +55,7 @@ class Problem:
     # times a bound on |y| (set by the verifier), is added to the proof threshold
     slack: Optional[Tensor] = None
     _y_abs_max: Optional[float] = None
+    _out_err: Optional[np.ndarray] = None   # (R,) see set_output_error
 
     @classmethod
     def from_case(cls, case, index: int, device) -> "Problem":
@@ -85,10 +86,24 @@ class Problem:
         folds C into the last layer and sums in another order than the forward pass, so a
         bound can be off by float32 rounding of terms as large as the outputs. Boxes whose
         bound falls inside that band are split down to points, decided exactly."""
-        y = float(y_abs_max)
-        self._y_abs_max = y
+        self._y_abs_max = float(y_abs_max)
+        self._update_slack()
+
+    def set_output_error(self, err: np.ndarray) -> None:
+        """(n_out,) a bound on |float32 output - real output| over the box (``float_error``):
+        each row's ``sum_j |A_rj| err_j`` joins the proof threshold and the band inside which
+        a point's torch evaluation does not decide it."""
+        self._out_err = np.abs(self.A64) @ np.asarray(err, dtype=np.float64).reshape(-1)
+        self._update_slack()
+
+    def _update_slack(self) -> None:
+        y = float(self._y_abs_max or 0.0)
         err = self.coefficient_error * y + 2.0 ** -20 * np.abs(self.A64).sum(axis=1) * y
-        self.slack = torch.as_tensor(err, dtype=torch.float32, device=self.b.device)
+        if self._out_err is not None:
+            err = err + self._out_err
+        err32 = err.astype(np.float32)
+        err32 = np.where(err32.astype(np.float64) < err, np.nextafter(err32, np.float32(np.inf)), err32)
+        self.slack = torch.as_tensor(err32, dtype=torch.float32, device=self.b.device)
 
     @property
     def n_rows(self) -> int:
@@ -131,13 +146,17 @@ class Problem:
     def point_margins(self, y: Tensor):
         """(N, n_out) outputs of single points -> (margin, tolerance), both (N,) float64: the
         margin against the spec's own float64 rows, and the band (relative 1e-5 of the terms'
-        magnitude) inside which the float32 torch evaluation is not trusted to decide."""
+        magnitude, plus the output's float32 error where known) inside which the float32 torch
+        evaluation is not trusted to decide."""
         y64 = y.reshape(y.shape[0], -1).double()
         A = torch.as_tensor(self.A64, device=y.device)
         b = torch.as_tensor(self.b64, device=y.device)
         rows = y64 @ A.T - b
         scale = (y64.abs() @ A.abs().T + b.abs()).max(dim=1).values
-        return self.poly_max(rows).min(dim=1).values, 1e-5 * (1.0 + scale)
+        band = 1e-5 * (1.0 + scale)
+        if self._out_err is not None and self._out_err.size:
+            band = band + float(self._out_err.max())
+        return self.poly_max(rows).min(dim=1).values, band
 
     def violated_exactly(self, y: np.ndarray) -> Optional[int]:
         """The first polytope that output y (flat, any float type) lies in, evaluated in float64

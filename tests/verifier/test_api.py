@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -280,6 +281,40 @@ def test_a_point_where_rounding_moves_a_sign_is_decided_by_the_checker():
     res = verify(model, spec, timeout=30)
     assert res.verdict == "unknown", res
     assert res.stats["points_checked_by_checker"] == 1.0
+
+
+def test_large_terms_cancelling_near_an_edge_are_not_proven_safe(tmp_path):
+    """A float input, z = sum of terms near 1e5 that cancel to just below the edge 0.5 of a
+    scale-1 QuantizeLinear, on a box a few ulps wide: the old bounds (a margin relative to z's
+    own value, 1e-3) proved y <= 0 and the verifier answered unsat, while onnxruntime rounds z
+    past the edge to y = 1 at a corner. The forward pass's error bound (float_error) now widens
+    the step's input bounds: the answer is sat (onnxruntime's point, confirmed by the
+    reference) or unknown where only onnxruntime's rounding reaches the level, never unsat."""
+    from qnn_plugin.verifier.network import Network
+    from qnn_plugin.bounded import compute_bounds
+    from tests.test_float_error import _corners, _run, _samples, chain_net
+
+    found = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        full, _, c, lo, hi = chain_net(rng, "matmul", n=int(rng.integers(2, 12)), m=1,
+                                       exps=(4, 6), widths=(-6, -6))
+        path = tmp_path / f"cancel{seed}.onnx"
+        path.write_bytes(full.SerializeToString())
+        y = _run(full, np.concatenate([_corners(c, lo, hi), _samples(rng, lo, hi, 200)]))
+        net = Network(str(path), torch.device("cpu"))
+        L, H = torch.tensor(lo)[None], torch.tensor(hi)[None]
+        if y.max() <= float(compute_bounds(net.bounded_module, L, H, "crown")[1].max()):
+            continue   # the margin alone was enough here
+        spec = Spec((Case(lo.astype(np.float64), hi.astype(np.float64),
+                          (Polytope(np.array([[-1.0]]), np.array([-float(y.max())])),)),), lo.size, 1, "<t>")
+        res = verify(str(path), spec, timeout=20)
+        assert res.verdict in ("sat", "unknown", "timeout"), (seed, res.verdict, res.stats)
+        assert res.stats["float_error_max"] > 0.1
+        found += 1
+        if found == 2:
+            break
+    assert found == 2
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
