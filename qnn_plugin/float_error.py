@@ -13,7 +13,8 @@ with or without fused multiply-adds, is ``gamma_n * sum |terms|`` with ``gamma_n
 n u)``, ``u = 2**-24`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
 section 3.1). Along a chain of affine nodes the error of a node's input is carried through
 ``|K|`` (its matrix's absolute values) and its own rounding is added; ReLU, Clip and MaxPool
-carry an error unchanged (they are monotone and 1-Lipschitz per element); a step's output is an
+carry an error unchanged (they are monotone and 1-Lipschitz per element), LeakyRelu scales it by
+at most max(1, alpha) and adds its product's rounding; a step's output is an
 exact level, so the error starts again at 0 after it. The terms' magnitudes come from an
 interval pass over the whole box, in float64.
 
@@ -49,7 +50,7 @@ _ELEMENTWISE = ("BoundAdd", "BoundSub", "BoundMul", "BoundDiv")
 # exact: each output is one input element (or its negation); Concat may take several inputs
 _REARRANGE = ("BoundReshape", "BoundFlatten", "BoundSqueeze", "BoundUnsqueeze", "BoundNeg",
               "BoundIdentity", "BoundTranspose", "BoundSlice", "BoundGather", "BoundConcat")
-_LIPSCHITZ = ("BoundRelu", "BoundQClip", "BoundWindowMax", "BoundMaxPool")
+_LIPSCHITZ = ("BoundRelu", "BoundQClip", "BoundWindowMax", "BoundMaxPool", "BoundLeakyRelu")
 _STEPS = ("BoundQuantStep", "BoundSign")
 # roundings per output element beyond the products: a bias add, Gemm's alpha and beta, and for
 # BatchNormalization its own (x - mean) / sqrt(var + eps) * gamma + beta
@@ -225,6 +226,21 @@ def _lipschitz(node, kind: str, ins) -> _Val:
         g = v.grain
         for t in limits:
             g = None if g is None else _min(g, grain(t))
+        return _Val(lo, hi, err, g)
+    if kind == "BoundLeakyRelu":
+        # x or fl(alpha * x): monotone for alpha >= 0, an input error scaled by at most
+        # max(1, alpha), plus the product's rounding
+        alpha = float(node.alpha)
+        if not alpha >= 0:
+            raise _Unbounded
+        mag = torch.maximum(v.lo.abs(), v.hi.abs()) + v.err
+        exact = alpha == 0 or (v.grain is not None and grain(alpha) is not None
+                               and bool((alpha * mag < _EXACT_LIMIT * v.grain * grain(alpha)).all()))
+        err = max(1.0, alpha) * v.err + (0.0 if exact else 2 * U * alpha * mag)
+        if not exact:
+            g = None
+        else:
+            g = v.grain if alpha == 0 else _min(v.grain, v.grain * grain(alpha))
         return _Val(lo, hi, err, g)
     err = f(v.err, *rest) if kind in ("BoundWindowMax", "BoundMaxPool") else v.err
     return _Val(lo, hi, err, v.grain)

@@ -19,7 +19,7 @@ from qnn_plugin import float_error
 from qnn_plugin.bounded import compute_bounds
 from qnn_plugin.verifier.network import Network
 
-KINDS = ("matmul", "two_layers", "scaled", "batchnorm", "two_steps")
+KINDS = ("matmul", "two_layers", "leaky", "scaled", "batchnorm", "two_steps")
 
 
 def _weights(rng, shape, exps=(-2, 5)):
@@ -36,6 +36,8 @@ def _real(kind, c, x, levels=None):
     h = x @ d["W1"] + d["b1"]
     if kind == "two_layers":
         h = np.maximum(h, 0) @ d["W2"] + d["b2"]
+    elif kind == "leaky":
+        h = np.where(h >= 0, h, np.float64(np.float32(0.1)) * h) @ d["W2"] + d["b2"]
     elif kind == "two_steps":
         if levels is None:   # round half to even, saturate to int8, times the scale
             levels = np.clip(np.round(h / d["s1"]), -128, 127) * d["s1"]
@@ -53,6 +55,10 @@ def _nodes(kind):
     last = "h1"
     if kind == "two_layers":
         out += [node("Relu", ["h1"], ["r"]), node("MatMul", ["r", "W2"], ["m2"]),
+                node("Add", ["m2", "b2"], ["h2"])]
+        last = "h2"
+    elif kind == "leaky":   # found by an audit: the analysis stopped here, bounds on the margin alone
+        out += [node("LeakyRelu", ["h1"], ["r"], alpha=0.1), node("MatMul", ["r", "W2"], ["m2"]),
                 node("Add", ["m2", "b2"], ["h2"])]
         last = "h2"
     elif kind == "two_steps":
@@ -77,7 +83,7 @@ def chain_net(rng, kind, n=None, m=None, exps=(-2, 5), widths=(-7, -3)):
     n = n or int(rng.integers(2, 7))
     m = m or int(rng.integers(1, 4))
     c = {"W1": _weights(rng, (n, m), exps), "b1": np.zeros(m, np.float32)}
-    if kind in ("two_layers", "two_steps"):
+    if kind in ("two_layers", "leaky", "two_steps"):
         c["W2"], c["b2"] = _weights(rng, (m, m)), np.zeros(m, np.float32)
     if kind == "two_steps":   # the first step spans about 100 levels over the weights' terms
         c["s1"] = np.float32(np.abs(c["W1"]).sum() / 100 * rng.uniform(0.5, 2))
@@ -94,7 +100,7 @@ def chain_net(rng, kind, n=None, m=None, exps=(-2, 5), widths=(-7, -3)):
     hi = (x0 + np.abs(x0) * 10.0 ** rng.uniform(*widths, n)).astype(np.float32)
     # the bias that puts the largest real value sampled just below an edge (k + 1/2)
     z = _real(kind, c, np.concatenate([_corners(c, lo, hi), _samples(rng, lo, hi, 64)]))
-    bias = "b2" if kind in ("two_layers", "two_steps") else "b1"
+    bias = "b2" if kind in ("two_layers", "leaky", "two_steps") else "b1"
     top = z.max(axis=0)
     edge = rng.integers(-3, 3, m) + 0.5                # inside int8's range: no saturation
     shift = (edge - top - rng.uniform(0, 0.05, m)).astype(np.float32)

@@ -90,8 +90,11 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
     opts = bab.Options(method=method, split=split, branch=branch, batch=batch,
                        progress=_reporter() if progress else None, lagrangian=lagrangian)
     # an operator auto_LiRPA has no bound for with the method asked (NotImplementedError on
-    # the first bound computation that reaches it): an unsupported-operator error, not a crash
-    with lirpa_unsupported(net.path, catch=(NotImplementedError,)):
+    # the first bound computation that reaches it), or an operator form its backward pass
+    # does not handle (an audit's x -> Transpose -> MatMul(W, x^T) -> Transpose: a
+    # RuntimeError in its Transpose): an unsupported-operator error, not a crash
+    with lirpa_unsupported(net.path, catch=(NotImplementedError, RuntimeError, AssertionError,
+                                            IndexError)):
         return _verify(net, spec, opts, t0=t0, deadline=deadline, seed=seed,
                        attack_starts=attack_starts, attack_steps=attack_steps, milp=milp)
 
@@ -106,6 +109,8 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
                  cases=float(len(spec.cases)))
     gen = torch.Generator().manual_seed(seed)
     verdicts = []
+    unbounded = set()   # steps whose input's float32 error float_error could not bound
+    unbounded_ops = set()   # and the operators that stopped the analysis
     for i, case in enumerate(spec.cases):
         if not case.unsafe:  # an empty disjunction: nothing is unsafe in this box
             continue
@@ -117,6 +122,9 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
         attack_deadline = min(deadline, time.monotonic() + 0.2 * (deadline - time.monotonic()))
         found = _random_attack(net, problem, checker, gen, stats)
         errors = _float_errors(net, problem, lo, hi, stats)
+        unbounded.update(name for name, e in errors.steps.items() if e is None)
+        if any(e is None for e in errors.steps.values()):
+            unbounded_ops.update(errors.unbounded)
         if found is None:
             problem.set_output_bound(_output_bound(net, lo, hi))
             if _root_proves(net, problem, lo, hi, method, stats):
@@ -184,6 +192,15 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
     bad = [(s, m) for s, m in verdicts if s != "unsat"]
     if bad:
         return _finish(VerifyResult("unknown", message="; ".join(m for _, m in bad)), t0, stats, checker)
+    if unbounded:
+        # a proof through such a step rests on the bound operators' margin alone, which large
+        # terms cancelling near an edge defeat (an audit's LeakyRelu nets, before it was
+        # bounded): not a proof the verifier stands behind
+        return _finish(VerifyResult("unknown", message=(
+            f"every case is proven, but the float32 error at the input of step(s) "
+            f"{', '.join(sorted(unbounded))} could not be bounded (an operator the analysis "
+            f"does not cover: {'; '.join(sorted(unbounded_ops))}), so the proof rests on a "
+            f"margin alone")), t0, stats, checker)
     odd = onnxruntime_disagrees(net, spec, checker, gen, stats)
     if odd is not None:
         return _finish(VerifyResult("unknown", message=odd), t0, stats, checker)

@@ -164,3 +164,47 @@ def test_output_without_batch_dimension_is_a_clear_error(tmp_path):
                 4, 3, "<t>")
     with pytest.raises(InputShapeError, match=r"output has shape \(3,\)"):
         verify(path, spec, timeout=30)
+
+
+# ---- a third independent audit (hand-built inexact networks; after the float-error bound)
+
+def test_a_step_whose_float_error_is_not_bounded_is_not_proven(tmp_path):
+    """A Sigmoid before a quantization step: the float-error analysis does not cover it, so
+    the step's bounds rest on the margin alone (an audit's LeakyRelu nets, before LeakyRelu
+    was covered, got four wrong unsat that way). A box every bound proves safe answers
+    unknown, naming the step and the operator."""
+    rng = np.random.default_rng(0)
+    path = _save(tmp_path, [helper.make_node("MatMul", ["x", "W1"], ["h"]),
+                            helper.make_node("Sigmoid", ["h"], ["s"]),
+                            helper.make_node("MatMul", ["s", "W2"], ["z"]),
+                            helper.make_node("QuantizeLinear", ["z", "sc", "zp"], ["q"]),
+                            helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["y"])],
+                 {"W1": rng.normal(size=(3, 4)).astype(np.float32),
+                  "W2": rng.normal(size=(4, 2)).astype(np.float32),
+                  "sc": np.array(0.5, np.float32), "zp": np.array(0, np.int8)}, 3, 2)
+    lower, upper = np.full(3, 0.2), np.full(3, 0.2001)
+    y = _ort(path, lower[None])[0]
+    poly = Polytope(np.array([[-1.0, 0.0]]), np.array([-(float(y[0]) + 2.0)]))   # y0 >= y0 + 2
+    res = verify(path, Spec((Case(lower, upper, (poly,)),), 3, 2, "<t>"), timeout=30)
+    assert res.verdict == "unknown", (res.verdict, res.message)
+    assert "could not be bounded" in res.message and "Sigmoid" in res.message, res.message
+    assert res.stats["float_error_unbounded"] >= 1
+
+
+def test_a_transposed_matmul_auto_lirpa_cannot_bound_is_an_unsupported_error(tmp_path):
+    """x -> Transpose -> MatMul(W, x^T) -> Transpose: auto_LiRPA's Transpose raised a
+    RuntimeError in its backward pass, which reached the caller as a crash (an audit)."""
+    from qnn_plugin.errors import UnsupportedOperatorError
+
+    rng = np.random.default_rng(0)
+    path = _save(tmp_path, [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]),
+                            helper.make_node("MatMul", ["W", "xt"], ["m"]),
+                            helper.make_node("Transpose", ["m"], ["mt"], perm=[1, 0]),
+                            helper.make_node("QuantizeLinear", ["mt", "sc", "zp"], ["q"]),
+                            helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["y"])],
+                 {"W": rng.normal(size=(2, 6)).astype(np.float32),
+                  "sc": np.array(0.25, np.float32), "zp": np.array(0, np.int8)}, 6, 2)
+    lower, upper = np.full(6, -1.0), np.full(6, 1.0)
+    poly = Polytope(np.array([[-1.0, 0.0]]), np.array([-100.0]))
+    with pytest.raises(UnsupportedOperatorError, match="auto_LiRPA cannot bound"):
+        verify(path, Spec((Case(lower, upper, (poly,)),), 6, 2, "<t>"), timeout=30)
