@@ -265,6 +265,20 @@ def _constant_operand_bias():
         cls.bound_backward = _fold_constant_operand(cls.bound_backward, signs)
 
 
+def _constant_value(node):
+    """An unperturbed node's value. A computed constant (beta * C of a Gemm with transA=1,
+    an audit's) can lack its forward_value after auto_LiRPA clears values between bound
+    computations; it is evaluated from its inputs then (auto_LiRPA's own backward pass through
+    such a node gave bounds of 4.9e9 where the network computes 3)."""
+    value = getattr(node, "forward_value", None)
+    if value is None:
+        value = getattr(node, "value", None)
+    if value is None:
+        value = node.forward(*[_constant_value(i) for i in node.inputs])
+        node.forward_value = value
+    return value
+
+
 def _fold_constant_operand(original, signs):
     def bound_backward(self, last_lA, last_uA, x, y):
         dense = all(a is None or isinstance(a, torch.Tensor) for a in (last_lA, last_uA))
@@ -272,7 +286,7 @@ def _fold_constant_operand(original, signs):
         if not dense or const[0] == const[1]:
             return original(self, last_lA, last_uA, x, y)
         var, c = (1, 0) if const[0] else (0, 1)
-        value = (x, y)[c].forward_value
+        value = _constant_value((x, y)[c])
 
         # a constant without a batch dimension (or with batch 1) enters the bias as one
         # matrix-vector product, without an A-sized temporary
@@ -349,6 +363,32 @@ def _div_constant_sign():
         return torch.where(pos, xl / yl, xu / yl), torch.where(pos, xu / yl, xl / yl)
 
     cls.interval_propagate = interval_propagate
+
+
+def _mul_of_two_constants_squares() -> bool:
+    cls = _lirpa("auto_LiRPA.operators").BoundMul
+    a, b = torch.tensor([3.0]), torch.tensor([5.0])
+    lo, _ = cls.interval_propagate_constant((a, a), (b, b))
+    return bool(lo[0] != 15.0)
+
+
+@_fix("mul_two_constants", "BoundMul.interval_propagate_constant takes x as both the constant and the "
+      "operand when both operands are constants, so the interval of c1 * c2 is c1 * c1 (an audit's "
+      "Gemm with transA=1, whose beta * C is such a node: bounds of 4.9e9 where the network computes "
+      "3, and a wrong unsat): the product of the two constants",
+      _mul_of_two_constants_squares, phase="post")
+def _mul_two_constants():
+    cls = _lirpa("auto_LiRPA.operators").BoundMul
+    original = cls.interval_propagate_constant
+
+    def interval_propagate_constant(*v, op=lambda x, const: x * const):
+        (xl, xu), (yl, yu) = v[0], v[1]
+        if xl is xu and yl is yu:
+            value = op(xl, yl)
+            return value, value
+        return original(*v, op=op)
+
+    cls.interval_propagate_constant = staticmethod(interval_propagate_constant)
 
 
 @_fix("bound_setattr", "auto_LiRPA's Bound nodes are nn.Modules and every bound computation sets and "

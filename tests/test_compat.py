@@ -219,3 +219,17 @@ def test_bound_setattr_keeps_module_semantics():
     assert torch.equal(node._buffers["buf"], torch.ones(1)) and "buf" not in node.__dict__
     with pytest.raises(TypeError):
         node.p = torch.ones(1)   # a plain tensor onto a parameter's name, as nn.Module refuses
+
+
+@needs("mul_two_constants")
+def test_interval_of_a_product_of_two_constants():
+    """auto_LiRPA gave c1 * c1 for c1 * c2; found through a Gemm with transA=1 whose beta * C
+    node is such a product (an audit's wrong unsat)."""
+    from auto_LiRPA.operators import BoundMul
+
+    a, b = torch.tensor([3.0, -2.0]), torch.tensor([5.0, 4.0])
+    lo, hi = BoundMul.interval_propagate_constant((a, a), (b, b))
+    assert lo.tolist() == hi.tolist() == [15.0, -8.0]
+    x = (torch.tensor([1.0, -1.0]), torch.tensor([2.0, 1.0]))
+    lo, hi = BoundMul.interval_propagate_constant(x, (b, b))   # the usual case is untouched
+    assert lo.tolist() == [5.0, -4.0] and hi.tolist() == [10.0, 4.0]

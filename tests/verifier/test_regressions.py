@@ -208,3 +208,32 @@ def test_a_transposed_matmul_auto_lirpa_cannot_bound_is_an_unsupported_error(tmp
     poly = Polytope(np.array([[-1.0, 0.0]]), np.array([-100.0]))
     with pytest.raises(UnsupportedOperatorError, match="auto_LiRPA cannot bound"):
         verify(path, Spec((Case(lower, upper, (poly,)),), 6, 2, "<t>"), timeout=30)
+
+
+def test_a_gemm_with_transposed_input_is_bounded_soundly(tmp_path):
+    """x -> Transpose -> Gemm(transA=1, W, C): the module's beta * C is a product of two
+    constants, whose interval auto_LiRPA computed as C * C (bounds of 4.9e9 where the network
+    computes 3: an audit's wrong unsat), and whose value a later bound pass had lost (a crash
+    in the constant-operand fix). Bounds contain onnxruntime's outputs; verify answers."""
+    from qnn_plugin.bounded import compute_bounds
+    from qnn_plugin.verifier.network import Network
+
+    rng = np.random.default_rng(0)
+    path = _save(tmp_path, [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]),
+                            helper.make_node("Gemm", ["xt", "W", "C"], ["g"], transA=1),
+                            helper.make_node("QuantizeLinear", ["g", "sc", "zp"], ["q"]),
+                            helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["y"])],
+                 {"W": rng.normal(size=(4, 2)).astype(np.float32),
+                  "C": np.array([30.0, -20.0], np.float32),
+                  "sc": np.array(0.5, np.float32), "zp": np.array(0, np.int8)}, 4, 2)
+    lower, upper = np.full(4, -1.0), np.full(4, 1.0)
+    x = rng.uniform(-1, 1, (300, 4)).astype(np.float32)
+    y = np.concatenate([_ort(path, xi[None]) for xi in x])
+    net = Network(path, torch.device("cpu"))
+    L, H = torch.tensor(lower, dtype=torch.float32)[None], torch.tensor(upper, dtype=torch.float32)[None]
+    for method in ("ibp", "crown"):
+        lb, ub = (t.detach().numpy() for t in compute_bounds(net.bounded_module, L, H, method))
+        assert np.all(lb <= y.min(0)) and np.all(ub >= y.max(0)), (method, lb, ub)
+    poly = Polytope(np.array([[-1.0, 0.0]]), np.array([-float(y[:, 0].max())]))   # y0 >= a reached max
+    res = verify(path, Spec((Case(lower, upper, (poly,)),), 4, 2, "<t>"), timeout=30)
+    assert res.verdict in ("sat", "unknown"), (res.verdict, res.message)
