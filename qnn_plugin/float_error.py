@@ -18,10 +18,14 @@ at most max(1, alpha) and adds its product's rounding; a step's output is an
 exact level, so the error starts again at 0 after it. The terms' magnitudes come from an
 interval pass over the whole box, in float64.
 
+Underflow: a product that lands among float32's subnormals is off by up to ``2**-150`` however
+small the terms, so each rounding adds ``2**-149`` (an audit built weights of ``2**-149``).
+
 It is exact where float32 is: a node whose inputs are integer multiples of a power of two ``g``
 (a grid's codes, a step's levels, a power-of-two scale) and whose constants are multiples of
 powers of two computes every product and partial sum exactly while they stay below ``2**24``
-times their common grain, so its error is 0 and the bounds of fixed-point networks do not move.
+times their common grain (and the grain is at least ``2**-149``), so its error is 0 and the
+bounds of fixed-point networks do not move.
 
 Assumptions (stated in docs/semantics.md): every affine node is evaluated as a sum of products
 (onnxruntime's CPU kernels are; a Winograd or FFT convolution is not), and fusions of an affine
@@ -44,6 +48,8 @@ from .ops import quant_step
 U = 2.0 ** -24                # float32's unit roundoff
 _EXACT_LIMIT = 2.0 ** 24      # integers up to this are float32 numbers
 _SLACK64 = 2.0 ** -40         # relative error of this module's own float64 arithmetic, generously
+_TINY = 2.0 ** -149           # float32's smallest subnormal: a product that underflows is off by
+                              # up to half of it, however small the terms (an audit's 2**-149 weights)
 
 _WEIGHTED = ("BoundMatMul", "BoundLinear", "BoundConv")   # input 0 perturbed, input 1 a weight
 _ELEMENTWISE = ("BoundAdd", "BoundSub", "BoundMul", "BoundDiv")
@@ -234,9 +240,10 @@ def _lipschitz(node, kind: str, ins) -> _Val:
         if not alpha >= 0:
             raise _Unbounded
         mag = torch.maximum(v.lo.abs(), v.hi.abs()) + v.err
-        exact = alpha == 0 or (v.grain is not None and grain(alpha) is not None
-                               and bool((alpha * mag < _EXACT_LIMIT * v.grain * grain(alpha)).all()))
-        err = max(1.0, alpha) * v.err + (0.0 if exact else 2 * U * alpha * mag)
+        ga = grain(alpha)
+        exact = alpha == 0 or (v.grain is not None and ga is not None and v.grain * ga >= _TINY
+                               and bool((alpha * mag < _EXACT_LIMIT * v.grain * ga).all()))
+        err = max(1.0, alpha) * v.err + (0.0 if exact else 2 * U * alpha * mag + _TINY)
         if not exact:
             g = None
         else:
@@ -289,7 +296,8 @@ def _affine(node, kind: str, ins) -> _Val:
     if g is not None:
         err = carried          # every product and partial sum is a float32 number
     else:
-        err = carried + gamma(_terms(node, kind, f, zeros, consts)) * terms + _SLACK64 * terms
+        n = _terms(node, kind, f, zeros, consts)
+        err = carried + gamma(n) * terms + n * _TINY + _SLACK64 * terms
     slack = _SLACK64 * terms   # this pass's own float64 rounding, outward
     return _Val(mid - rad - slack, mid + rad + slack, err, g)
 
@@ -348,4 +356,6 @@ def _grain_out(node, kind, ins, pert, consts, terms) -> Optional[float]:
         g = gs[0] / float(c.max())
     if g is None or g == 0 or not math.isfinite(g):
         return None if g != math.inf else gs[0]
+    if g < _TINY:   # multiples of g below float32's subnormal spacing are not all float32s
+        return None
     return g if bool((terms < _EXACT_LIMIT * g).all()) else None

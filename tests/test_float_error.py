@@ -306,3 +306,33 @@ def test_the_error_bound_covers_a_convolution(tmp_path, seed):
     for optimise in (True, False):
         z = _run(pre, x, optimise).astype(np.float64).reshape(len(x), -1)
         assert np.all(np.abs(z - real) <= err.numpy().reshape(1, -1)), (optimise, np.abs(z - real).max())
+
+
+def test_underflow_is_covered(tmp_path):
+    """Weights of 2**-149 (float32's smallest subnormal): each product underflows and is off by
+    up to 2**-150 however small the terms (an audit's net: onnxruntime's level 4, real 6, with
+    a scale of 2**-149). The bound covers onnxruntime's value, and the grain no longer calls
+    such sums exact."""
+    node = helper.make_node
+    W = np.full((4, 2), 2.0 ** -149, np.float32)
+    W[:, 1] = 2.0 ** -148
+    g = helper.make_graph([node("MatMul", ["x", "W"], ["p"]), node("QuantizeLinear", ["p", "s", "zp"], ["q"]),
+                           node("DequantizeLinear", ["q", "s", "zp"], ["y"])], "tiny",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                          [numpy_helper.from_array(W, "W"), numpy_helper.from_array(np.array(2.0 ** -149, np.float32), "s"),
+                           numpy_helper.from_array(np.array(0, np.int8), "zp")])
+    full = helper.make_model(g, opset_imports=[helper.make_opsetid("", 15)])
+    full.ir_version = 8
+    pre = _output(full, "p")
+    net = _net(tmp_path, full)
+    lo = np.full(4, 1.45, np.float32)
+    hi = np.nextafter(np.nextafter(lo, np.float32(2)), np.float32(2))
+    for grain in (None, 2.0 ** -23):   # float inputs; or inputs on a fine grid
+        errors = float_error.analyse(net.bounded_module, torch.tensor(lo)[None], torch.tensor(hi)[None], grain)
+        (err,) = errors.steps.values()
+        x = _samples(np.random.default_rng(0), lo, hi, 32)
+        z = _run(pre, x).astype(np.float64)
+        real = x.astype(np.float64) @ W.astype(np.float64)
+        assert np.abs(z - real).max() > 2.0 ** -149                 # it does underflow
+        assert np.all(np.abs(z - real) <= err.numpy().reshape(1, -1))
