@@ -128,8 +128,17 @@ class _MonotoneBound(BoundOptimizableActivation):
         covers)."""
         pad = self._margin(l, u)
         if self.float_err is not None:
-            pad = pad + self.float_err.to(pad.device)
+            pad = pad + self._err_like(pad)
         return pad
+
+    def _err_like(self, t: Tensor) -> Tensor:
+        """``float_err`` shaped to broadcast over ``t``: (..., *input shape), or (..., numel)
+        where the caller flattened each domain (activation branching)."""
+        e = self.float_err.to(t.device)
+        shape = tuple(e.shape[1:])
+        if shape and tuple(t.shape[-len(shape):]) == shape:
+            return e.reshape(shape)
+        return e.reshape(-1)
 
     def _widen(self, l: Tensor, u: Tensor):
         """Input bounds pushed outward before a discontinuous step (``_pad``). Not needed where
@@ -164,7 +173,7 @@ class _MonotoneBound(BoundOptimizableActivation):
         if self.float_err is not None:
             # the lines bound the step at the float32 value it reads, within float_err of the
             # real value z the backward pass carries: a z + b holds at z +- float_err
-            err = self.float_err.to(inf.device)
+            err = self._err_like(inf)
             inf, sup = inf - a_low * err, sup + a_up * err
         # where bounds are infinite, fall back to the constant lines f(l), f(u)
         inf = torch.where(finite, inf, self.forward(l))

@@ -391,6 +391,56 @@ def _mul_two_constants():
     cls.interval_propagate_constant = staticmethod(interval_propagate_constant)
 
 
+def _leaky_relu_assumes_convex() -> bool:
+    return "alpha > 1" not in _source("auto_LiRPA.operators", "BoundLeakyRelu.bound_backward")
+
+
+@_fix("leaky_relu_any_slope", "BoundLeakyRelu's lines assume a convex function (alpha <= 1): with "
+      "alpha > 1 it is concave and its chord is a lower bound, not an upper one (an audit's "
+      "LeakyRelu(x - 0.3, 2.5) - 1.75 x got a wrong unsat); with alpha < 0 its interval bound "
+      "misses the minimum 0 at x = 0. Concave case: the chord below, a line through 0 of slope 1 "
+      "or alpha above; negative slope: the interval's lower end is 0 where l < 0 < u",
+      _leaky_relu_assumes_convex, phase="post")
+def _leaky_relu_any_slope():
+    cls = _lirpa("auto_LiRPA.operators").BoundLeakyRelu
+    backward, interval = cls.bound_backward, cls.interval_propagate
+
+    def bound_backward(self, last_lA, last_uA, x=None, start_node=None, start_shape=None):
+        alpha = float(self.alpha)
+        if alpha <= 1:   # convex: auto_LiRPA's own lines hold (alpha > 1 handled below)
+            return backward(self, last_lA, last_uA, x, start_node, start_shape)
+        lower, upper = (x.lower, x.upper) if x is not None else (self.lower, self.upper)
+        lb_r = lower.clamp(max=0)
+        ub_r = torch.max(upper.clamp(min=0), lb_r + 1e-8)
+        chord_d = (ub_r - alpha * lb_r) / (ub_r - lb_r)
+        chord_b = -lb_r * chord_d + alpha * lb_r
+        tangent_d = torch.where(chord_d > (1 + alpha) / 2, torch.full_like(chord_d, alpha),
+                                torch.ones_like(chord_d))   # any slope in [1, alpha] through 0
+        chord_d, tangent_d = chord_d.unsqueeze(0), tangent_d.unsqueeze(0)
+        lA = uA = None
+        lbias = ubias = 0
+        if last_uA is not None:   # upper bound: the tangent where A > 0, the chord where A < 0
+            pos, neg = last_uA.clamp(min=0), last_uA.clamp(max=0)
+            uA = tangent_d * pos + chord_d * neg
+            ubias = self.get_bias(neg, chord_b)
+        if last_lA is not None:   # lower bound: the chord where A > 0, the tangent where A < 0
+            pos, neg = last_lA.clamp(min=0), last_lA.clamp(max=0)
+            lA = chord_d * pos + tangent_d * neg
+            lbias = self.get_bias(pos, chord_b)
+        return [(lA, uA)], lbias, ubias
+
+    def interval_propagate(self, *v):
+        lo, hi = interval(self, *v)
+        if float(self.alpha) >= 0:
+            return lo, hi
+        l, u = v[0]
+        fl, fu = self.forward(l), self.forward(u)
+        return torch.where((l < 0) & (u > 0), torch.zeros_like(fl), torch.minimum(fl, fu)), torch.maximum(fl, fu)
+
+    cls.bound_backward = bound_backward
+    cls.interval_propagate = interval_propagate
+
+
 @_fix("bound_setattr", "auto_LiRPA's Bound nodes are nn.Modules and every bound computation sets and "
       "clears hundreds of plain attributes (lower, upper, interval, forward_value...) through "
       "nn.Module.__setattr__, whose Parameter/Module/buffer checks cost 40% of a small QA-IBP "

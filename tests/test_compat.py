@@ -233,3 +233,33 @@ def test_interval_of_a_product_of_two_constants():
     x = (torch.tensor([1.0, -1.0]), torch.tensor([2.0, 1.0]))
     lo, hi = BoundMul.interval_propagate_constant(x, (b, b))   # the usual case is untouched
     assert lo.tolist() == [5.0, -4.0] and hi.tolist() == [10.0, 4.0]
+
+
+class _LeakyNet(nn.Module):
+    """LeakyRelu of any slope between two linear layers whose terms cancel."""
+
+    def __init__(self, alpha):
+        super().__init__()
+        g = torch.Generator().manual_seed(2)
+        self.register_buffer("w", torch.randn(4, 6, generator=g))
+        self.register_buffer("w2", torch.randn(6, 3, generator=g))
+        self.alpha = alpha
+
+    def forward(self, x):
+        return torch.nn.functional.leaky_relu(x.flatten(1) @ self.w, self.alpha) @ self.w2
+
+
+@needs("leaky_relu_any_slope")
+@pytest.mark.parametrize("alpha", [2.5, 1.0, 0.1, -0.5])
+def test_leaky_relu_of_any_slope_is_bounded_soundly(alpha):
+    """auto_LiRPA's lines assume alpha <= 1 (convex): at 2.5 its chord was taken as an upper
+    bound of a concave function (an audit's wrong unsat); at -0.5 its interval missed the
+    minimum 0."""
+    for batch in (3, 5):
+        _check_sound(_LeakyNet(alpha), batch=batch)
+    x = torch.rand(8, 1, 4) * 4 - 2
+    bm = qp.bounded(_LeakyNet(alpha), x)
+    lb, ub = qp.compute_bounds(bm, x - 1.0, x + 1.0, "ibp")
+    samples = x + (torch.rand(400, 8, 1, 4) - 0.5) * 2.0
+    ys = torch.stack([_LeakyNet(alpha)(s) for s in samples])
+    assert torch.all(lb <= ys.min(0).values + 1e-5) and torch.all(ub >= ys.max(0).values - 1e-5)

@@ -298,15 +298,20 @@ def _split_gain(layer: Layer, k_lo: Tensor, k_hi: Tensor, l: Tensor, u: Tensor):
     minus the children's mean gap (each over the inputs of the levels it keeps), for a split
     after the lowest, the middle or the next-to-highest level; the best of them and its level."""
     node = layer.node
-    l, u = node._widen(l, u)
-    g = _gap(node, l, u)
+    n = l.shape[0]
+    # the node's own shape while it computes (per-channel scales broadcast over it, not over
+    # the flattened (N, numel) domains: an audit's per-axis step after a 4-D MaxPool crashed)
+    shaped = lambda t: t.reshape(n, *layer.shape)   # noqa: E731
+    gap = lambda lo, hi, *ks: _gap(node, shaped(lo), shaped(hi), *map(shaped, ks)).reshape(n, -1)  # noqa: E731
+    l, u = (t.reshape(n, -1) for t in node._widen(shaped(l), shaped(u)))
+    g = gap(l, u)
     best, cut = None, None
     for m in (k_lo, torch.floor((k_lo + k_hi) / 2), k_hi - 1):
         m = torch.minimum(torch.maximum(m, k_lo), k_hi - 1)
         _, up1 = level_limits(layer, torch.full_like(m, -_INF), m)
         lo2, _ = level_limits(layer, m + 1, torch.full_like(m, _INF))
-        gain = g - 0.5 * (_gap(node, l, torch.minimum(u, up1), k_lo, m)
-                          + _gap(node, torch.maximum(l, lo2), u, m + 1, k_hi))
+        gain = g - 0.5 * (gap(l, torch.minimum(u, up1), k_lo, m)
+                          + gap(torch.maximum(l, lo2), u, m + 1, k_hi))
         if best is None:
             best, cut = gain, m
         else:

@@ -237,3 +237,33 @@ def test_a_gemm_with_transposed_input_is_bounded_soundly(tmp_path):
     poly = Polytope(np.array([[-1.0, 0.0]]), np.array([-float(y[:, 0].max())]))   # y0 >= a reached max
     res = verify(path, Spec((Case(lower, upper, (poly,)),), 4, 2, "<t>"), timeout=30)
     assert res.verdict in ("sat", "unknown"), (res.verdict, res.message)
+
+
+def test_leaky_relu_steeper_than_one_is_not_proven_wrongly(tmp_path):
+    """y = LeakyRelu(x - 0.3, 2.5) - 1.75 x on [-1, 1] reaches y(0.3) = -0.525 at x = 0.3; the
+    spec y >= -0.525 is sat. auto_LiRPA's LeakyRelu lines assume a slope <= 1 and answered
+    unsat (an audit's minimal net)."""
+    path = _save(tmp_path, [helper.make_node("Sub", ["x", "c"], ["d"]),
+                            helper.make_node("LeakyRelu", ["d"], ["r"], alpha=2.5),
+                            helper.make_node("Mul", ["x", "k"], ["kx"]),
+                            helper.make_node("Sub", ["r", "kx"], ["y"])],
+                 {"c": np.array([0.3], np.float32), "k": np.array([1.75], np.float32)}, 1, 1)
+    y_top = float(_ort(path, np.array([[0.3]]))[0, 0])
+    poly = Polytope(np.array([[-1.0]]), np.array([-y_top]))
+    res = verify(path, Spec((Case(np.array([-1.0]), np.array([1.0]), (poly,)),), 1, 1, "<t>"), timeout=30)
+    assert res.verdict == "sat", (res.verdict, res.message)
+
+
+def test_a_per_channel_step_on_a_4d_tensor_can_branch(tmp_path):
+    """Conv -> padded MaxPool -> per-axis QuantizeLinear on the 4-D tensor: choosing an
+    activation split broadcast the step's per-channel scale over the flattened domains and
+    crashed the search (an audit's net, kept in data/audit6)."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "audit6"
+    d = np.load(data / "maxpoolpad_qlaxis_dn_1.npz")
+    spec = Spec((Case(d["lower"].astype(float), d["upper"].astype(float),
+                      (Polytope(d["A"].astype(float), d["b"].astype(float)),)),),
+                d["lower"].size, d["A"].shape[1], "<audit6>")
+    res = verify(str(data / "maxpoolpad_qlaxis_dn_1.onnx"), spec, timeout=10, branch="activation")
+    assert res.verdict in ("sat", "unknown", "timeout"), (res.verdict, res.message)
