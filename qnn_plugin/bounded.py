@@ -134,7 +134,7 @@ def lirpa_unsupported(source: str, catch: Tuple[type, ...] = (Exception,)) -> It
         raise
     except catch as exc:
         where = _raised_in_lirpa(exc)
-        if where is None or "out of memory" in str(exc).lower():   # memory is not support
+        if where is None or "out of memory" in str(exc).lower():   # not an operator's fault
             raise
         ops = f" (unsupported: {', '.join(collect.ops)})" if collect.ops else ""
         detail = f"{type(exc).__name__}{': ' + str(exc) if str(exc) else ''} at {where}"

@@ -122,8 +122,9 @@ def _verify(net: Network, spec: Spec, opts: bab.Options, *, t0: float, deadline:
         attack_deadline = min(deadline, time.monotonic() + 0.2 * (deadline - time.monotonic()))
         found = _random_attack(net, problem, checker, gen, stats)
         errors = _float_errors(net, problem, lo, hi, stats)
-        unbounded.update(name for name, e in errors.steps.items() if e is None)
-        if any(e is None for e in errors.steps.values()):
+        missing = [name for name, e in errors.steps.items() if e is None]
+        if missing:
+            unbounded.update(missing)
             unbounded_ops.update(errors.unbounded)
         if found is None:
             problem.set_output_bound(_output_bound(net, lo, hi))
