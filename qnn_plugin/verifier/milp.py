@@ -39,7 +39,7 @@ from ..bounds import BoundQuantStep, BoundSign
 from ..ops import ROUNDINGS, quant_step
 from ..pool_bounds import BoundPad, BoundWindowMax, window_table
 
-_WIDEN_REL, _WIDEN_ABS = 2.0 ** -20, 2.0 ** -10   # as bounds.BoundQuantStep._widen
+_WIDEN_REL = 2.0 ** -20   # as bounds._MonotoneBound._margin (ReLU and MaxPool inputs)
 _STRICT_MARGIN = 1e-4   # relative: a strict Sign's z this far from 0 keeps its sign in float32
 
 
@@ -103,16 +103,18 @@ class MilpResult:
     seconds: float = 0.0
 
 
-def _input_bounds(inp, widen_abs: float = 0.0, float_err=None):
-    """The bound computation's bounds of ``inp`` (flat float64 arrays), widened by the float32
-    margin _WIDEN_REL * max(|l|, |u|) + widen_abs and by the forward pass's own float32 error
-    (a step's ``float_err``, see qnn_plugin.float_error): (l, u, lw, uw, margin)."""
+def _input_bounds(inp, widen_abs: float = 0.0, step=None):
+    """The bound computation's bounds of ``inp`` (flat float64 arrays), widened: for a step's
+    input by the step's own pad (``_MonotoneBound._pad``: the float32 margin and the forward
+    pass's float32 error), else by _WIDEN_REL * max(|l|, |u|) + widen_abs:
+    (l, u, lw, uw, margin)."""
     l = inp.lower.reshape(-1).double().cpu().numpy()
     u = inp.upper.reshape(-1).double().cpu().numpy()
     with np.errstate(invalid="ignore"):   # MaxPool's -inf padding cells
-        pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + widen_abs
-        if float_err is not None:
-            pad = pad + float_err.reshape(-1).double().cpu().numpy()
+        if step is not None:
+            pad = step._pad(inp.lower, inp.upper).expand_as(inp.lower).reshape(-1).double().cpu().numpy()
+        else:
+            pad = _WIDEN_REL * np.maximum(np.abs(l), np.abs(u)) + widen_abs
         return l, u, l - pad, u + pad, pad
 
 
@@ -122,7 +124,7 @@ def _step(node, prog: _Program, M, c):
     s = torch.broadcast_to(node.scale, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
     zp = torch.broadcast_to(node.zero_point, inp.lower.shape[1:]).reshape(-1).double().cpu().numpy()
     d = ROUNDINGS[node.rounding]
-    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * s, node.float_err)
+    l, u, lw, uw, pad = _input_bounds(inp, step=node)
     n = l.size
     lvl = lambda x, lo, hi: quant_step(torch.as_tensor(x).reshape(inp.lower.shape[1:]).float(),
                                        node.scale, node.zero_point, lo, hi,
@@ -195,7 +197,7 @@ def _sign(node, prog: _Program, M, c):
     in the network; pad the bounds' margin against float32 error, as for steps); the Sign is
     recorded for solve's strict program."""
     inp = node.inputs[0]
-    l, u, lw, uw, pad = _input_bounds(inp, _WIDEN_ABS * node._step_width(), node.float_err)
+    l, u, lw, uw, pad = _input_bounds(inp, step=node)
     n = l.size
     Ms = np.zeros((n, M.shape[1]))
     cs = np.zeros(n)
