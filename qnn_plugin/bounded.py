@@ -104,11 +104,14 @@ _LIRPA_DIR = os.path.dirname(os.path.abspath(auto_LiRPA.__file__))
 
 def _raised_in_lirpa(exc: BaseException) -> Optional[str]:
     """'file.py:line' of the innermost auto_LiRPA frame when ``exc`` was raised inside
-    auto_LiRPA (or a library it called), else None."""
+    auto_LiRPA (or a library it called, or compat's replacements of its operators' methods),
+    else None."""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = os.path.dirname(os.path.abspath(__file__))
     for f in reversed(frames):
         path = os.path.abspath(f.filename)
+        if path == os.path.join(ours, "compat.py"):   # a replacement of an auto_LiRPA method
+            return f"qnn_plugin/compat.py:{f.lineno}"
         if path.startswith(ours + os.sep):
             return None       # raised by the plugin's own code (e.g. its bound operators)
         if path.startswith(_LIRPA_DIR + os.sep):

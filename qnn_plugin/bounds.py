@@ -36,7 +36,7 @@ from auto_LiRPA.operators import (  # noqa: E402  (after compat.apply)
 )
 
 from .ops import CLIP_OP_NAME, OP_NAME, ROUNDINGS, Const, QuantStepFn, quant_step  # noqa: E402
-from .pool_bounds import BoundConstantPad, BoundWindowMax  # noqa: E402
+from .pool_bounds import BoundOnnxPad, BoundWindowMax  # noqa: E402
 
 # relative slack on the intercepts of sloped lines: covers float32 rounding of x / scale near a
 # step edge and of the intercept arithmetic (slope-0 lines are exact and get none)
@@ -405,8 +405,9 @@ BOUND_OPS: Dict[str, type] = {
     "onnx::Clip": BoundQClip,
     # replaces auto_LiRPA's MaxPool, which bounds only stride == kernel without padding
     "onnx::MaxPool": BoundWindowMax,
-    # auto_LiRPA's Pad leaves a non-zero pad value out of its backward pass
-    "onnx::Pad": BoundConstantPad,
+    # auto_LiRPA's Pad leaves a non-zero pad value out of its backward pass and ignores the
+    # reflect and edge modes
+    "onnx::Pad": BoundOnnxPad,
 }
 
 

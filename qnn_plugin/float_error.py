@@ -141,7 +141,7 @@ def analyse(bm, lo: Tensor, hi: Tensor, input_grain: Optional[float]) -> FloatEr
                 if kind in _STEPS:
                     out.steps[node.name] = ins[0].err.max(dim=0, keepdim=True).values
                     vals[node.name] = _step(node, ins[0])
-                elif kind in _LIPSCHITZ or kind == "BoundConstantPad":
+                elif kind in _LIPSCHITZ or kind == "BoundOnnxPad":
                     vals[node.name] = _lipschitz(node, kind, ins)
                 else:
                     vals[node.name] = _affine(node, kind, ins)
@@ -219,8 +219,8 @@ def _lipschitz(node, kind: str, ins) -> _Val:
     f = lambda x, *rest: node.forward(x, *rest).double()
     rest = [c.double() if torch.is_tensor(c) and c.is_floating_point() else c for c in consts[1:]]
     lo, hi = f(v.lo, *rest), f(v.hi, *rest)
-    if kind == "BoundConstantPad":
-        pads = rest[:1]   # padded cells hold the constant: no error there
+    if kind == "BoundOnnxPad":
+        pads = rest[:1]   # padded cells hold the constant (no error) or copy an input (its error)
         err = f(v.err, *pads, 0.0)
         value = rest[1] if len(rest) > 1 else 0.0
         value = (float(value) if value.numel() else 0.0) if torch.is_tensor(value) else float(value)

@@ -16,7 +16,7 @@ alpha to optimise: alpha-CROWN keeps these lines.
 
 onnx2torch pads an asymmetric MaxPool with -inf in a separate constant Pad. auto_LiRPA's Pad
 drops the padded positions' terms from its backward pass (right only for a pad value of 0), so
-CROWN would bound those positions by [0, 0] and a window could "choose" one: ``BoundConstantPad``
+CROWN would bound those positions by [0, 0] and a window could "choose" one: ``BoundOnnxPad``
 puts the constant's terms in.
 """
 from __future__ import annotations
@@ -104,19 +104,42 @@ class BoundWindowMax(Bound):
         return [(lA, uA)], lbias, ubias
 
 
-class BoundConstantPad(BoundPad):
-    """onnx::Pad in constant mode, with the padded positions' terms ``A * value`` in the
-    backward pass's bias. With an infinite pad value a bound is that infinity (its sign turned
-    by the coefficients' common sign), and -inf / +inf where coefficients of both signs meet
-    it: only a MaxPool reads such padding, and it never puts a coefficient there."""
+class BoundOnnxPad(BoundPad):
+    """onnx::Pad on height and width, in any of ONNX's copy modes:
+
+    * ``constant``: the padded positions' terms ``A * value`` go into the backward pass's bias.
+      With an infinite pad value a bound is that infinity (its sign turned by the
+      coefficients' common sign), and -inf / +inf where coefficients of both signs meet it:
+      only a MaxPool reads such padding, and it never puts a coefficient there.
+    * ``reflect`` and ``edge``: every output is a copy of one input (auto_LiRPA's Pad ignores
+      the mode and bounded those copies by [0, 0], an audit's wrong ``unsat``). Forward and
+      interval bounds pad with torch's own mode; the backward pass scatters each copy's
+      coefficient back to its source.
+    ``wrap`` (opset 19) is refused."""
+
+    _TORCH_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}
+
+    def __init__(self, attr, inputs, output_index, options):
+        super().__init__(attr, inputs, output_index, options)
+        mode = attr.get("mode", "constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode not in self._TORCH_MODES:
+            raise NotImplementedError(f"Pad mode {mode!r} is not supported (constant, reflect, edge)")
+        self.mode = mode
 
     def forward(self, x, pad, value=0.0):
         # the pad value may come as a tensor constant, which F.pad refuses (empty: ONNX's 0)
         if torch.is_tensor(value):
             value = float(value) if value.numel() else 0.0
-        return super().forward(x, pad, value)
+        out = super().forward(x, pad, value)     # checks the layout and records the padding
+        if self.mode == "constant":
+            return out
+        return F.pad(x, self.padding, mode=self._TORCH_MODES[self.mode])
 
     def bound_backward(self, last_lA, last_uA, *x, **kwargs):
+        if self.mode != "constant":
+            return [(self._scatter_to_sources(last_lA), self._scatter_to_sources(last_uA)),
+                    (None, None), (None, None)], 0.0, 0.0
         As, lbias, ubias = super().bound_backward(last_lA, last_uA, *x)
         value = float(self.value)
         if value == 0.0:
@@ -142,3 +165,18 @@ class BoundConstantPad(BoundPad):
             return torch.where(pos & neg, torch.full_like(out, worst), out)
 
         return As, lbias + term(last_lA, -np.inf), ubias + term(last_uA, np.inf)
+
+    def _scatter_to_sources(self, A):
+        """A's coefficients on the padded output, summed onto the inputs they copy."""
+        if A is None:
+            return None
+        if not isinstance(A, Tensor):
+            raise NotImplementedError("Pad bounds need conv_mode='matrix' (got patches)")
+        shape = tuple(self.inputs[0].output_shape[1:])
+        n = int(np.prod(shape))
+        # each output's source index: the padding applied to the inputs' own indices
+        idx = F.pad(torch.arange(n, dtype=torch.float64, device=A.device).reshape(1, *shape),
+                    self.padding, mode=self._TORCH_MODES[self.mode]).reshape(-1).long()
+        flat = A.reshape(*A.shape[:2], -1)
+        out = torch.zeros(*A.shape[:2], n, dtype=A.dtype, device=A.device)
+        return out.index_add_(2, idx, flat).reshape(*A.shape[:2], *shape)

@@ -338,17 +338,15 @@ def test_chunked_bounds_equal_one_pass():
 def test_lirpa_unsupported_converts_only_auto_lirpa_failures():
     """Failures raised inside auto_LiRPA become UnsupportedOperatorError naming the source;
     the plugin's own exceptions (a bug, not the network) and types outside ``catch`` stay."""
-    from auto_LiRPA.operators import BoundDiv
+    from auto_LiRPA.operators import BoundDiv, BoundReciprocal
 
     from qnn_plugin.bounded import lirpa_unsupported
     from qnn_plugin.errors import UnsupportedOperatorError
 
-    def lirpa_failure():   # BoundDiv on two perturbed inputs with a divisor interval around 0
-        node = BoundDiv({}, [], 0, {})
-        node.inputs = [None, None]
-        node.interval_propagate((torch.zeros(1), torch.ones(1)), (-torch.ones(1), torch.ones(1)))
+    def lirpa_failure():   # BoundReciprocal asserts a positive interval
+        BoundReciprocal({}, [], 0, {}).interval_propagate((-torch.ones(1), torch.ones(1)))
 
-    with pytest.raises(UnsupportedOperatorError, match=r"^model\.onnx: auto_LiRPA cannot bound this network: AssertionError at auto_LiRPA/operators/"):
+    with pytest.raises(UnsupportedOperatorError, match=r"^model\.onnx: auto_LiRPA cannot bound this network: AssertionError: Only positive values .* at auto_LiRPA/operators/"):
         with lirpa_unsupported("model.onnx"):
             lirpa_failure()
     with pytest.raises(AssertionError):
@@ -357,3 +355,9 @@ def test_lirpa_unsupported_converts_only_auto_lirpa_failures():
     with pytest.raises(NotImplementedError):
         with lirpa_unsupported("model.onnx"):
             raise NotImplementedError("the plugin's own")
+    # compat's replacements of auto_LiRPA's methods count as auto_LiRPA's
+    node = BoundDiv({}, [], 0, {})
+    node.inputs, node.name = [None, None], "/div"
+    with pytest.raises(UnsupportedOperatorError, match=r"contains 0 at qnn_plugin/compat\.py:"):
+        with lirpa_unsupported("model.onnx"):
+            node.interval_propagate((torch.zeros(1), torch.ones(1)), (-torch.ones(1), torch.ones(1)))

@@ -164,3 +164,45 @@ def test_forward_is_torch_pooling():
     assert torch.equal(op.forward(x), F.max_pool2d(x, 3, (1, 2), (1, 0), 1, True))
     with pytest.raises(NotImplementedError, match="asymmetric"):
         BoundWindowMax(dict(attr, pads=[0, 0, 1, 1]), [], 0, {})
+
+
+def _onnx_pad_net(mode, pads, rng, path):
+    """Fake-quantized 1x2x4x4 input -> Pad(``mode``, ONNX ``pads``) -> Conv 3x3 -> MatMul."""
+    s = numpy_helper.from_array(np.float32(0.125), "s")
+    h, w = 4 + pads[2] + pads[6] - 2, 4 + pads[3] + pads[7] - 2
+    extra = {} if mode == "constant" else {"mode": mode}
+    nodes = [helper.make_node("Div", ["x", "s"], ["d"]), helper.make_node("Round", ["d"], ["r"]),
+             helper.make_node("Clip", ["r", "lo", "hi"], ["c"]), helper.make_node("Mul", ["c", "s"], ["m"]),
+             helper.make_node("Pad", ["m", "pads"] + (["v"] if mode == "constant" else []), ["p"], **extra),
+             helper.make_node("Conv", ["p", "K"], ["q"]),
+             helper.make_node("Reshape", ["q", "shp"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["y"])]
+    inits = [s, numpy_helper.from_array(np.float32(-8), "lo"), numpy_helper.from_array(np.float32(7), "hi"),
+             numpy_helper.from_array(np.array(pads, np.int64), "pads"),
+             numpy_helper.from_array(np.float32(1.5), "v"),
+             numpy_helper.from_array(rng.normal(size=(2, 2, 3, 3)).astype(np.float32), "K"),
+             numpy_helper.from_array(np.array([1, -1], np.int64), "shp"),
+             numpy_helper.from_array(rng.normal(size=(2 * h * w, 3)).astype(np.float32), "W")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge", "constant"])
+def test_pad_modes(tmp_path, mode):
+    """reflect and edge copy inputs into the padding: auto_LiRPA's Pad bounded those copies by
+    [0, 0] (an audit's wrong unsat); constant mode with a non-zero value puts it in."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(len(mode))
+    path = _onnx_pad_net(mode, [0, 0, 1, 2, 0, 0, 2, 1], rng, tmp_path / "m.onnx")
+    net = load_onnx(path).eval()
+    x = rng.integers(-8, 8, size=(1, 2, 4, 4)).astype(np.float32) * 0.125
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    with torch.no_grad():
+        assert np.allclose(net(torch.tensor(x)).numpy(), want, atol=1e-5)
+    for _ in range(3):
+        lower, upper = _box(rng, (2, 4, 4), free=5)
+        _assert_contains(net, lower, upper)

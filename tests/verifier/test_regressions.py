@@ -267,3 +267,42 @@ def test_a_per_channel_step_on_a_4d_tensor_can_branch(tmp_path):
                 d["lower"].size, d["A"].shape[1], "<audit6>")
     res = verify(str(data / "maxpoolpad_qlaxis_dn_1.onnx"), spec, timeout=10, branch="activation")
     assert res.verdict in ("sat", "unknown", "timeout"), (res.verdict, res.message)
+
+
+_AUDIT7 = {   # name: (nodes, initializers, n_in, n_out, input shape, box, row a, threshold t)
+    # sqrt(x0 + x1) on [0.5, 2]^2 reaches 2 at (2, 2); auto_LiRPA's upper line stopped at 1.9
+    "sqrt": ([helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=1),
+              helper.make_node("Sqrt", ["s"], ["y"])],
+             {"axes": np.array([1], np.int64)}, 2, 1, None, (0.5, 2.0), 1.0, 1.98),
+    # (x0 + 1e-3 sum x2..5) / (x1 + 5) on x0, x2..5 in [-2, -1], x1 in [-4, -3] reaches -2.004
+    "div": ([helper.make_node("MatMul", ["x", "N"], ["n"]), helper.make_node("MatMul", ["x", "D"], ["d0"]),
+             helper.make_node("Add", ["d0", "five"], ["d"]), helper.make_node("Div", ["n", "d"], ["y"])],
+            {"N": np.array([[1], [0], [1e-3], [1e-3], [1e-3], [1e-3]], np.float32),
+             "D": np.array([[0], [1], [0], [0], [0], [0]], np.float32), "five": np.array([5.0], np.float32)},
+            6, 1, None, (-2.0, -1.0), -1.0, 2.0),
+    # reflect padding copies x_1 into the first output; auto_LiRPA's Pad bounded it by [0, 0]
+    "pad_reflect": ([helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"),
+                     helper.make_node("Reshape", ["p", "shp"], ["y"])],
+                    {"pads": np.array([0, 0, 0, 1, 0, 0, 0, 1], np.int64),
+                     "shp": np.array([1, 10], np.int64)}, 8, 10, [1, 1, 1, 8], (1.0, 2.0), 1.0, 1.99999),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_AUDIT7))
+def test_auto_lirpa_relaxations_an_audit_caught_are_not_proven_wrongly(tmp_path, name):
+    """Three wrong unsat of a seventh audit, each from an auto_LiRPA relaxation (compat's
+    sqrt_tangent and div_by_perturbed, pool_bounds.BoundOnnxPad): the box holds a point with
+    a * y >= t, confirmed on onnxruntime; a threshold past the true extreme is proven."""
+    nodes, inits, n_in, n_out, shape, (lo, hi), a, t = _AUDIT7[name]
+    path = _save(tmp_path, nodes, inits, n_in, n_out, in_shape=shape)
+    lower, upper = np.full(n_in, lo), np.full(n_in, hi)
+    if name == "div":
+        lower[1], upper[1] = -4.0, -3.0
+    row = np.zeros((1, n_out))
+    row[0, 0] = -a
+    spec = lambda thr: Spec((Case(lower, upper, (Polytope(row, np.array([-thr])),)),), n_in, n_out, "<t>")
+    res = verify(path, spec(t), timeout=30)
+    assert res.verdict == "sat", (res.verdict, res.message)
+    assert a * _ort(path, res.counterexample.x.reshape(shape or [1, n_in]))[0, 0] >= t
+    res = verify(path, spec(t + 0.05), timeout=30)
+    assert res.verdict == "unsat", (res.verdict, res.message)
