@@ -65,9 +65,11 @@ def bounded(model: nn.Module, example: Tensor, device: Optional[Union[str, torch
     if check is not None:
         check((example,))
     model = model.eval()
-    with lirpa_unsupported(source or getattr(model, "source", None) or type(model).__name__):
+    source = source or getattr(model, "source", None) or type(model).__name__
+    with lirpa_unsupported(source):
         bm = BoundedModule(model, example.to(device), bound_opts=opts, device=device,
                            custom_ops=dict(BOUND_OPS))
+    bm.qnn_source = source    # compute_bounds names it when auto_LiRPA fails on a box
     # monotone steps take [f(l), f(u)] of their input's bounds: cheaper than a CROWN pass and,
     # for step functions, at least as tight
     bm.ibp_intermediate = list(bm.ibp_intermediate) + [c for c in STEP_BOUNDS
@@ -214,6 +216,8 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
     Linear-relaxation methods bound at most ``chunk`` boxes per pass: their A matrices grow with
     neurons x batch x inputs, and past a few hundred boxes a larger pass is no faster per box,
     only bigger (None: one pass).
+    Where auto_LiRPA cannot bound an operator on these boxes (a form it does not handle, a
+    divisor whose range holds 0) the error is an UnsupportedOperatorError naming the model.
     """
     key = method.lower()
     if key not in METHODS:
@@ -239,15 +243,17 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
                                 None if C is None else C[i:i + chunk], intersect_ibp, None)
                  for i in range(0, lower.shape[0], chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    try:
-        lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
-    except RuntimeError as exc:  # alpha-CROWN on a model with nothing to optimise
-        if key not in ("alpha-crown", "crown-optimized") or "does not require grad" not in str(exc):
-            raise
-        lb, ub = bm.compute_bounds(x=(x,), method="CROWN", C=C)
-    if intersect_ibp and key != "ibp":
-        ilb, iub = _ibp(bm, x, C)
-        lb, ub = torch.maximum(lb, ilb), torch.minimum(ub, iub)
+    # an operator auto_LiRPA cannot bound on these boxes (e.g. a divisor whose range holds 0)
+    with lirpa_unsupported(getattr(bm, "qnn_source", type(bm).__name__)):
+        try:
+            lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
+        except RuntimeError as exc:  # alpha-CROWN on a model with nothing to optimise
+            if key not in ("alpha-crown", "crown-optimized") or "does not require grad" not in str(exc):
+                raise
+            lb, ub = bm.compute_bounds(x=(x,), method="CROWN", C=C)
+        if intersect_ibp and key != "ibp":
+            ilb, iub = _ibp(bm, x, C)
+            lb, ub = torch.maximum(lb, ilb), torch.minimum(ub, iub)
     return lb, ub
 
 

@@ -507,7 +507,14 @@ def _div_by_perturbed_unsound() -> bool:
 def _div_by_perturbed():
     ops = _lirpa("auto_LiRPA.operators")
     cls = ops.BoundDiv
-    interval, backward = cls.interval_propagate, cls.bound_backward
+    init, interval, backward = cls.__init__, cls.interval_propagate, cls.bound_backward
+
+    def __init__(self, attr, inputs, output_index, options):
+        init(self, attr, inputs, output_index, options)
+        # c / y: its lines read y's bounds on the box at hand (``perturbed`` is not set yet)
+        if self.is_constant_op and len(inputs) == 2 and not isinstance(
+                inputs[1], (ops.BoundConstant, ops.BoundBuffers)):
+            self.requires_input_bounds = [1]
 
     def perturbed(node) -> bool:
         return bool(getattr(node, "perturbed", True)) and not isinstance(
@@ -549,6 +556,7 @@ def _div_by_perturbed():
         lA, uA, lbias, ubias = _lines_backward(self, last_lA, last_uA, k_l, b_l, k_u, b_u)
         return [(None, None), (lA, uA)], lbias, ubias
 
+    cls.__init__ = __init__
     cls.forward = forward
     cls.interval_propagate = interval_propagate
     cls.bound_backward = bound_backward
