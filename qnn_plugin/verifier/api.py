@@ -481,11 +481,15 @@ def _start_float_program(net, problem, lo, hi, checker, deadline, stats) -> Opti
     try:
         with torch.no_grad():   # node bounds of this box for the program's big-M constants
             bab.bound_rows(net, problem, lo.unsqueeze(0), hi.unsqueeze(0), "crown", False)
+        if time.monotonic() > deadline:
+            return None
         try:
             prog, out = milp_mod.encode(net.bounded_module, lo.double().cpu().numpy(),
-                                        hi.double().cpu().numpy(), net.grid is not None)
+                                        hi.double().cpu().numpy(), net.grid is not None, deadline)
         except milp_mod.Unsupported:   # an operation the program does not encode
             stats["milp_unsupported"] = 1.0
+            return None
+        except milp_mod.OutOfTime:
             return None
     finally:
         stats["time_milp_build"] = stats.get("time_milp_build", 0.0) + time.monotonic() - t

@@ -27,6 +27,7 @@ by the same tolerance as a bound-based proof.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from .. import affine_graph
+from ..intnet import OutOfTime
 from ..bounds import BoundQuantStep, BoundSign
 from ..ops import ROUNDINGS, quant_step
 from ..pool_bounds import BoundPad, BoundWindowMax, window_table
@@ -297,9 +299,10 @@ def _grow(M: np.ndarray, n_var: int) -> np.ndarray:
     return np.concatenate([M, np.zeros((M.shape[0], n_var - M.shape[1]))], axis=1)
 
 
-def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
+def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool, deadline: float = math.inf):
     """The program of the bound graph ``bm`` on the domain box [lo, hi] (node bounds must be
-    those of a bound computation on that box). Returns (program, output expression (M, c))."""
+    those of a bound computation on that box). Returns (program, output expression (M, c)).
+    Raises ``OutOfTime`` when ``deadline`` (time.monotonic()) passes while it builds."""
     n_in = lo.size
     affine_graph.evaluate_constants(bm)
     prog = _Program(n_in)
@@ -307,6 +310,8 @@ def encode(bm, lo: np.ndarray, hi: np.ndarray, integer_inputs: bool):
         prog.new_var(float(lo[i]), float(hi[i]), integer_inputs)
     exprs = {}
     for node in bm._modules.values():
+        if time.monotonic() > deadline:
+            raise OutOfTime("the deadline passed while building the float program")
         kind = type(node).__name__
         if kind == "BoundInput":
             exprs[node.name] = (np.eye(n_in), np.zeros(n_in))

@@ -35,6 +35,10 @@ class Network:
         if len(self.module.input_names) != 1:
             raise InputShapeError(f"{self.path}: the verifier supports networks with one input, "
                                   f"this one has {len(self.module.input_names)}")
+        if len(self.module.output_names) != 1:
+            raise InputShapeError(f"{self.path}: the verifier supports networks with one output "
+                                  f"tensor, this one has {len(self.module.output_names)} "
+                                  f"({', '.join(self.module.output_names)})")
         if len(self.module.input_shapes[0]) < 2:
             raise InputShapeError(f"{self.path}: input '{self.module.input_names[0]}' has shape "
                                   f"{self.module.input_shapes[0]}; the verifier needs a leading "

@@ -65,10 +65,13 @@ class Problem:
         empty = ilo > ihi
         ilo = np.where(empty, case.lower.astype(np.float32), ilo)
         ihi = np.where(empty, case.lower.astype(np.float32), ihi)
-        rows = [p.A for p in case.unsafe]
+        # a polytope no output reaches keeps its place as the row 0 <= -1: refuted everywhere
+        unsafe = [(np.zeros((1, p.A.shape[1])), np.array([-1.0])) if _empty_in_output_space(p)
+                  else (p.A, p.b) for p in case.unsafe]
+        rows = [A for A, _ in unsafe]
         C = np.concatenate(rows, 0) if rows else np.zeros((0, 0))
-        b = np.concatenate([p.b for p in case.unsafe], 0) if rows else np.zeros(0)
-        poly = np.concatenate([np.full(len(p.b), i) for i, p in enumerate(case.unsafe)]) if rows else np.zeros(0)
+        b = np.concatenate([b_ for _, b_ in unsafe], 0) if rows else np.zeros(0)
+        poly = np.concatenate([np.full(len(b_), i) for i, (_, b_) in enumerate(unsafe)]) if rows else np.zeros(0)
         b32 = b.astype(np.float32)
         b32 = np.where(b32.astype(np.float64) < b, np.nextafter(b32, np.float32(np.inf)), b32)
         t = lambda a, dt=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)
@@ -168,3 +171,17 @@ class Problem:
             if np.all(vals[poly == p] <= 0):
                 return p
         return None
+
+
+def _empty_in_output_space(p) -> bool:
+    """Whether no output vector at all satisfies ``p.A y <= p.b`` (e.g. Y_0 >= 1 and Y_0 <= 0):
+    such a polytope is refuted on every box, though no single row is, and branching on the
+    input never refutes it (an audit's float network timed out on one). Decided by an LP on
+    rows loosened by 1e-6 (1 + |b|), so that only a clearly empty polytope counts."""
+    from scipy.optimize import linprog
+
+    if len(p.b) < 2:
+        return False
+    res = linprog(np.zeros(p.A.shape[1]), A_ub=p.A, b_ub=p.b + 1e-6 * (1 + np.abs(p.b)),
+                  bounds=(None, None), method="highs")
+    return res.status == 2     # infeasible

@@ -166,6 +166,38 @@ def test_output_without_batch_dimension_is_a_clear_error(tmp_path):
         verify(path, spec, timeout=30)
 
 
+def test_two_output_tensors_are_a_clear_error(tmp_path):
+    """A graph with two outputs ended in an internal error ('list' object has no attribute
+    'dim'; an audit of the tool interface)."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Relu", ["x"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2])],
+        [onnx.numpy_helper.from_array(np.ones((2, 3), np.float32), "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    spec = Spec((Case(np.zeros(2), np.ones(2), (Polytope(np.array([[1.0, 0, 0]]), np.array([0.0])),)),),
+                2, 3, "<t>")
+    with pytest.raises(InputShapeError, match=r"one output tensor, this one has 2 \(y, z\)"):
+        verify(str(tmp_path / "two.onnx"), spec, timeout=30)
+
+
+def test_a_polytope_no_output_reaches_is_refuted(tmp_path):
+    """Y_0 >= 1 and Y_0 <= 0 on a float network: each row alone holds somewhere in every box,
+    and the search split the input for ever (an audit: a timeout with 625,000 open domains)."""
+    path = _save(tmp_path, [helper.make_node("MatMul", ["x", "W"], ["y"])],
+                 {"W": np.array([[1.0, 1.0], [1.0, -1.0]], np.float32)}, 2, 2)
+    empty = Polytope(np.array([[-1.0, 0.0], [1.0, 0.0]]), np.array([-1.0, 0.0]))
+    reached = Polytope(np.array([[-1.0, 0.0]]), np.array([-1.9]))          # Y_0 >= 1.9
+    box = (np.zeros(2), np.ones(2))
+    res = verify(path, Spec((Case(*box, (empty,)),), 2, 2, "<t>"), timeout=20)
+    assert res.verdict == "unsat", (res.verdict, res.message)
+    res = verify(path, Spec((Case(*box, (empty, reached)),), 2, 2, "<t>"), timeout=20)
+    assert res.verdict == "sat" and res.counterexample.polytope == 1
+
+
 # ---- a third independent audit (hand-built inexact networks; after the float-error bound)
 
 def test_a_step_whose_float_error_is_not_bounded_is_not_proven(tmp_path):
