@@ -274,7 +274,7 @@ def _repair(lp, prog: Program, first: Answer, quick, options) -> Answer:
     if fixed.status == "feasible":
         return fixed
     integral = np.abs(x - np.rint(x)) <= 1e-6
-    if not integral.all():
+    if integral.any() and not integral.all():   # (none integral: the integer program itself)
         fixed = _run(lp, prog, quick(), options,
                      fix={c: float(np.rint(v)) for c, v, i in zip(prog.inputs, x, integral) if i})
         if fixed.status == "feasible":

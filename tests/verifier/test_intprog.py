@@ -114,20 +114,41 @@ def test_relaxed_inputs_fall_back_to_integer_codes(monkeypatch, level, inputs, p
     code reaches (k = 1 from x = 1/2): the rounded codes, then integer codes under its levels,
     then the integer program are tried, and the answer is the integer one."""
     prog = intprog.build(_doubling_net())
-    seen = []
-    run = intprog._run
-
-    def spy(lp, prog, end, options, relax=(), fix=None):
-        seen.append("relaxed" if relax else "integer" if not fix else
-                    "codes" if set(fix) == set(prog.inputs) else "levels")
-        return run(lp, prog, end, options, relax, fix)
-
-    monkeypatch.setattr(intprog, "_run", spy)
+    seen = _spy_phases(monkeypatch)
     ans = intprog.solve(prog, np.array([[1.0], [-1.0]]), np.array([level, -level]), [0, 1], 30,
                         inputs=inputs)
     assert (ans.status, seen) == (status, phases)
     if status == "feasible":
         assert ans.codes.tolist() == [1]
+
+
+def _spy_phases(monkeypatch):
+    """The list that records which kind of program each HiGHS run solves."""
+    seen = []
+    run = intprog._run
+
+    def spy(lp, prog, end, options, relax=(), fix=None):
+        inputs = set(prog.inputs)
+        seen.append("relaxed" if relax else "integer" if not fix else "codes" if set(fix) == inputs
+                    else "nearby" if set(fix) < inputs else "levels")
+        return run(lp, prog, end, options, relax, fix)
+
+    monkeypatch.setattr(intprog, "_run", spy)
+    return seen
+
+
+def test_a_repair_frees_the_fractional_codes(monkeypatch):
+    """y = x0 + x1 = 3 from the relaxed point (0, 2.5): its rounded codes (0, 2) miss, holding
+    the integral x0 = 0 and freeing x1 finds (0, 3) (on AAAI eps 3 sample 84 the other
+    repairs failed where this one found the counterexample)."""
+    net = IntNet([Var("input", 0, 3), Var("input", 0, 3)], 2,
+                 [Lin(np.array([0, 1]), np.array([1, 1]), 0, 0, 0, 6)])
+    prog = intprog.build(net)
+    lp = intprog._highs_lp(prog, np.array([[1.0], [-1.0]]), np.array([3.0, -3.0]), [0, 1])
+    seen = _spy_phases(monkeypatch)
+    first = intprog.Answer("feasible", values=np.array([0.0, 2.5]))
+    ans = intprog._repair(lp, prog, first, lambda: time.monotonic() + 10, None)
+    assert (ans.status, ans.codes.tolist(), seen) == ("feasible", [0, 3], ["codes", "nearby"])
 
 
 @pytest.mark.parametrize("inputs", intprog.INPUT_MODES)
@@ -297,10 +318,10 @@ def test_a_disagreement_between_the_variants_is_reported(tmp_path, monkeypatch, 
 
     honest = api._solve_polytopes
 
-    def planted(prog, A, b, poly, order, deadline, inputs, together=False):
+    def planted(prog, A, b, poly, order, deadline, inputs, together=False, options=None):
         if inputs == "relaxed":
             return "infeasible", None, 0
-        return honest(prog, A, b, poly, order, deadline, inputs, together)
+        return honest(prog, A, b, poly, order, deadline, inputs, together, options)
 
     monkeypatch.setattr(api, "_solve_polytopes", planted)
     net, problem, lo, hi, truth = _grid_case(tmp_path, "fixed_point", 6, "robust")
