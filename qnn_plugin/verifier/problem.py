@@ -176,12 +176,27 @@ class Problem:
 def _empty_in_output_space(p) -> bool:
     """Whether no output vector at all satisfies ``p.A y <= p.b`` (e.g. Y_0 >= 1 and Y_0 <= 0):
     such a polytope is refuted on every box, though no single row is, and branching on the
-    input never refutes it (an audit's float network timed out on one). Decided by an LP on
-    rows loosened by 1e-6 (1 + |b|), so that only a clearly empty polytope counts."""
-    from scipy.optimize import linprog
-
+    input never refutes it (an audit's float network timed out on one). Decided by an LP
+    (HiGHS) on rows loosened by 1e-6 (1 + |b|), so that only a clearly empty polytope counts."""
     if len(p.b) < 2:
         return False
-    res = linprog(np.zeros(p.A.shape[1]), A_ub=p.A, b_ub=p.b + 1e-6 * (1 + np.abs(p.b)),
-                  bounds=(None, None), method="highs")
-    return res.status == 2     # infeasible
+    import highspy
+
+    A = np.asarray(p.A, dtype=np.float64)
+    m, n = A.shape
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, m
+    lp.col_cost_ = np.zeros(n)
+    lp.col_lower_, lp.col_upper_ = np.full(n, -highspy.kHighsInf), np.full(n, highspy.kHighsInf)
+    lp.row_lower_ = np.full(m, -highspy.kHighsInf)
+    lp.row_upper_ = np.asarray(p.b, dtype=np.float64) + 1e-6 * (1 + np.abs(p.b))
+    rows, cols = np.nonzero(A.T)             # column-wise: (column, row) pairs in column order
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.searchsorted(rows, np.arange(n + 1))
+    lp.a_matrix_.index_ = cols
+    lp.a_matrix_.value_ = A.T[rows, cols]
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    return h.getModelStatus() == highspy.HighsModelStatus.kInfeasible
