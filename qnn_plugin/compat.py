@@ -391,6 +391,26 @@ def _mul_two_constants():
     cls.interval_propagate_constant = staticmethod(interval_propagate_constant)
 
 
+def _lines_backward(node, last_lA, last_uA, k_l, b_l, k_u, b_u):
+    """Back-substitution through an elementwise function bounded by the lines
+    k_l x + b_l <= f(x) <= k_u x + b_u: each coefficient's sign picks the line."""
+    lA = uA = None
+    lbias = ubias = 0.0
+    if last_lA is not None:
+        pos, neg = last_lA.clamp(min=0), last_lA.clamp(max=0)
+        lA = pos * k_l + neg * k_u
+        lbias = node.get_bias(pos, b_l) + node.get_bias(neg, b_u)
+    if last_uA is not None:
+        pos, neg = last_uA.clamp(min=0), last_uA.clamp(max=0)
+        uA = pos * k_u + neg * k_l
+        ubias = node.get_bias(pos, b_u) + node.get_bias(neg, b_l)
+    return lA, uA, lbias, ubias
+
+
+# relative slack on lines computed in float32 from rounded function values
+_LINE_SLACK = 2.0 ** -20
+
+
 def _leaky_relu_assumes_convex() -> bool:
     return "alpha > 1" not in _source("auto_LiRPA.operators", "BoundLeakyRelu.bound_backward")
 
@@ -416,17 +436,9 @@ def _leaky_relu_any_slope():
         chord_b = -lb_r * chord_d + alpha * lb_r
         tangent_d = torch.where(chord_d > (1 + alpha) / 2, torch.full_like(chord_d, alpha),
                                 torch.ones_like(chord_d))   # any slope in [1, alpha] through 0
-        chord_d, tangent_d = chord_d.unsqueeze(0), tangent_d.unsqueeze(0)
-        lA = uA = None
-        lbias = ubias = 0
-        if last_uA is not None:   # upper bound: the tangent where A > 0, the chord where A < 0
-            pos, neg = last_uA.clamp(min=0), last_uA.clamp(max=0)
-            uA = tangent_d * pos + chord_d * neg
-            ubias = self.get_bias(neg, chord_b)
-        if last_lA is not None:   # lower bound: the chord where A > 0, the tangent where A < 0
-            pos, neg = last_lA.clamp(min=0), last_lA.clamp(max=0)
-            lA = chord_d * pos + tangent_d * neg
-            lbias = self.get_bias(pos, chord_b)
+        # the chord below, the line through 0 above
+        lA, uA, lbias, ubias = _lines_backward(self, last_lA, last_uA, chord_d, chord_b,
+                                               tangent_d, torch.zeros_like(chord_b))
         return [(lA, uA)], lbias, ubias
 
     def interval_propagate(self, *v):
@@ -441,24 +453,6 @@ def _leaky_relu_any_slope():
     cls.interval_propagate = interval_propagate
 
 
-def _lines_backward(node, last_lA, last_uA, k_l, b_l, k_u, b_u):
-    """Back-substitution through an elementwise function bounded by the lines
-    k_l x + b_l <= f(x) <= k_u x + b_u: each coefficient's sign picks the line."""
-    lA = uA = None
-    lbias = ubias = 0.0
-    if last_lA is not None:
-        pos, neg = last_lA.clamp(min=0), last_lA.clamp(max=0)
-        lA = pos * k_l + neg * k_u
-        lbias = node.get_bias(pos, b_l) + node.get_bias(neg, b_u)
-    if last_uA is not None:
-        pos, neg = last_uA.clamp(min=0), last_uA.clamp(max=0)
-        uA = pos * k_u + neg * k_l
-        ubias = node.get_bias(pos, b_u) + node.get_bias(neg, b_l)
-    return lA, uA, lbias, ubias
-
-
-# relative slack on lines computed in float32 from rounded function values
-_LINE_SLACK = 2.0 ** -20
 
 
 @_fix("sqrt_tangent", "BoundSqrt's upper line has the slope of x**-0.5 (-0.5 m**-1.5), not of "
