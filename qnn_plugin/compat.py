@@ -453,8 +453,6 @@ def _leaky_relu_any_slope():
     cls.interval_propagate = interval_propagate
 
 
-
-
 @_fix("sqrt_tangent", "BoundSqrt's upper line has the slope of x**-0.5 (-0.5 m**-1.5), not of "
       "sqrt (0.5 m**-0.5): CROWN put sqrt(x) on [1, 4] below 1.78 (an audit's wrong unsat). "
       "Lines: the chord below, the tangent at the midpoint above, on the part of the box where "
