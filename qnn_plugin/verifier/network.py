@@ -68,6 +68,8 @@ class Network:
             raise InputShapeError(f"{self.path}: for one input the output has shape "
                                   f"{tuple(y.shape)}; the verifier needs a leading batch "
                                   "dimension on the output too (e.g. 1 x m)")
+        if y.dim() > 2:   # CROWN fails on several ops whose bounds reach a 4-D output
+            self.domain = _FlatOutput(self.domain)
         self.n_out = int(y[0].numel())
         self._bm = None
 
@@ -121,6 +123,19 @@ class Network:
         batch = dims[0].dim_value if len(dims) and dims[0].HasField("dim_value") else 1
         shape = (batch or 1,) + self.input_shape
         return {self.module.input_names[0]: np.asarray(x_flat, np.float32).reshape(shape)}
+
+
+class _FlatOutput(torch.nn.Module):
+    """The domain network with its output flattened to (N, m): the properties read it
+    flattened anyway, and auto_LiRPA's backward passes through Conv, Relu and the steps fail
+    (size mismatches) when the output they start from has more than two dimensions."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(self.inner(x), 1)
 
 
 def _representatives_ok(grid: grid_mod.InputGrid, n: int) -> bool:

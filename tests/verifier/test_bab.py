@@ -45,18 +45,58 @@ def test_float_split_covers_and_shrinks(a, w):
         assert (c_hi[i, 0] - c_lo[i, 0]) < (hi[0, 0] - lo[0, 0])
 
 
-def test_float32_boxes_round_the_right_way():
-    lower, upper = np.array([0.1, -0.3]), np.array([0.2, 0.7])
+@settings(max_examples=300, deadline=None)
+@given(a=st.floats(-1e3, 1e3), w=st.floats(0, 1e-4), u=st.lists(st.floats(0, 1), min_size=5,
+                                                                   max_size=5))
+def test_float32_boxes_round_the_right_way(a, w, u):
+    """Inward: float32 values inside the box. The other: exactly the float32 values the box's
+    reals round to (nearest, as numpy and the VNN-COMP checker cast), holding the inward box."""
+    lower, upper = np.array([a]), np.array([a + w])
     ilo, ihi = float32_box(lower, upper, inward=True)
     olo, ohi = float32_box(lower, upper, inward=False)
     assert np.all(ilo.astype(np.float64) >= lower) and np.all(ihi.astype(np.float64) <= upper)
-    assert np.all(olo.astype(np.float64) <= lower) and np.all(ohi.astype(np.float64) >= upper)
-    assert np.all(olo <= ilo) and np.all(ohi >= ihi)
+    reals = np.concatenate([lower, upper, lower + np.array(u) * (upper - lower)])
+    r32 = reals.astype(np.float32)
+    assert np.all(r32 >= olo) and np.all(r32 <= ohi)
+    assert olo[0] == np.float32(a) and ohi[0] == np.float32(a + w)   # both reached
+    if ilo[0] <= ihi[0]:
+        assert olo[0] <= ilo[0] and ohi[0] >= ihi[0]
 
 
 def _problem(polys, n_in=2):
     case = Case(np.zeros(n_in), np.ones(n_in), tuple(polys))
     return Problem.from_case(case, 0, torch.device("cpu"))
+
+
+def test_exact_point_checks_stop_at_the_deadline():
+    """Where every safe-looking point goes to the exact checker (a few ms each), a round of
+    thousands of points must look at the clock between chunks: an audit's 4,913 points took
+    20 s of a 12 s limit."""
+    import math
+    import time
+
+    from qnn_plugin.verifier.bab import _EXACT_CHUNK, _decide_points
+
+    class Net:
+        def evaluate(self, pts):
+            return pts[:, :2]
+
+    class Judge:
+        check_every_point, calls = True, 0
+
+        def exactly_safe(self, pts):
+            self.calls += 1
+            return torch.ones(pts.shape[0], dtype=torch.bool)
+
+    p = _problem([Polytope(np.array([[1.0, 0.0]]), np.array([-1.0]))])   # y0 <= -1: all safe
+    pts = torch.rand(3 * _EXACT_CHUNK + 1, 2)
+    stats = {"points_evaluated": 0}
+    judge = Judge()
+    assert _decide_points(Net(), p, pts, judge, stats, math.inf) == (None, 0)
+    assert judge.calls == 4 and stats["points_checked_exactly"] == pts.shape[0]
+    judge = Judge()
+    assert _decide_points(Net(), p, pts, judge, stats, time.monotonic() - 1) == (None, None)
+    assert judge.calls == 0
 
 
 def test_margin_is_nonpositive_exactly_on_the_unsafe_set():

@@ -7,6 +7,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from qnn_plugin import onnx_builders as ob
 from qnn_plugin.errors import InputShapeError
 from qnn_plugin.spec import Case, Polytope, Spec
 from qnn_plugin.verifier import verify
@@ -338,3 +339,60 @@ def test_auto_lirpa_relaxations_an_audit_caught_are_not_proven_wrongly(tmp_path,
     assert a * _ort(path, res.counterexample.x.reshape(shape or [1, n_in]))[0, 0] >= t
     res = verify(path, spec(t + 0.05), timeout=30)
     assert res.verdict == "unsat", (res.verdict, res.message)
+
+
+def _cut_at(built, cut: str):
+    """``built`` ending at the input of its Flatten, or the output of its last Relu (before
+    that activation's QDQ step): a 4-D output."""
+    import dataclasses
+
+    from onnx.utils import Extractor
+
+    nodes = built.model.graph.node
+    end = (next(n.input[0] for n in nodes if n.op_type == "Flatten") if cut == "step"
+           else [n.output[0] for n in nodes if n.op_type == "Relu"][-1])
+    model = Extractor(onnx.shape_inference.infer_shapes(built.model)).extract_model(
+        [built.model.graph.input[0].name], [end])
+    model.ir_version = built.model.ir_version
+    return dataclasses.replace(built, model=model)
+
+
+@pytest.mark.parametrize("cut", ["step", "relu"])
+def test_a_network_whose_output_is_4d(tmp_path, cut):
+    """A QDQ conv network ending at its last conv block (after the activation's QDQ step, or
+    at the first step's float input): CROWN failed with a size mismatch in auto_LiRPA's
+    backward pass on such outputs; the domain network now flattens its output. Verdicts
+    against enumeration."""
+    rng = np.random.default_rng(23)
+    seen = set()
+    for i in range(8):
+        built = _cut_at(ob.random_qdq_conv(rng), cut)
+        assert len(built.model.graph.output[0].type.tensor_type.shape.dim) == 4
+        spec, truth = grid_instance(rng, built, "robust" if i % 4 == 3 else "random", free=5)
+        path = tmp_path / f"m{i}.onnx"
+        path.write_bytes(built.model.SerializeToString())
+        res = verify(str(path), spec, timeout=60, attack_starts=0,
+                     branch="activation" if i % 2 else "input")
+        assert res.verdict == ("sat" if truth else "unsat"), (res.verdict, res.message)
+        seen.add(res.verdict)
+    assert seen == {"sat", "unsat"}
+
+
+def test_a_box_end_just_below_a_tie_is_proven(tmp_path):
+    """The box's upper end lies a quarter float32 ulp below a tie of the input quantizer
+    (code 5.5, which rounds to 6): every real of the box rounds to a float32 of code <= 5.
+    The box was rounded outward to the float32 at the tie, whose code 6 alone is unsafe and
+    cannot be confirmed: ``unknown`` (a tenth audit, on an onnxruntime-quantized MLP)."""
+    scale = np.float32(1 / 16)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"])]
+    path = _save(tmp_path, nodes, {"s": scale, "zp": np.uint8(0)}, 1, 1)
+    tie = np.float32(5.5 / 16)
+    below = np.nextafter(tie, np.float32(0))
+    upper = float(below) + (float(tie) - float(below)) / 4
+    assert np.float32(upper) == below and _ort(path, [[tie]])[0, 0] == np.float32(6 / 16)
+    box = (np.array([0.0]), np.array([upper]))
+    for t, want in ((6 / 16, "unsat"), (5 / 16, "sat")):   # y >= t
+        spec = Spec((Case(*box, (Polytope(np.array([[-1.0]]), np.array([-t])),)),), 1, 1, "<t>")
+        res = verify(path, spec, timeout=30)
+        assert res.verdict == want, (t, res.verdict, res.message)

@@ -79,8 +79,8 @@ def verify(model: Union[str, os.PathLike], spec: Union[str, os.PathLike, Spec], 
 def _decide_case(net, problem, checker, backend, opts, deadline, stats):
     """(verdict, Counterexample or message) for one case: encode, then solve until the solver
     says unsat or gives a model whose input the checker confirms. A model that is not
-    confirmed (its codes are reachable only from the outward-rounded box, whose float32
-    neighbours the search includes to be sound) is excluded and the solver asked again."""
+    confirmed (its codes are reachable only from a box end rounded to float32, which the
+    search includes to be sound) is excluded and the solver asked again."""
     t = time.monotonic()
     lo, hi = net.domain_box(problem.lower, problem.upper)
     try:
