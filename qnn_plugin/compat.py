@@ -1,8 +1,10 @@
-"""Compatibility shims for auto_LiRPA 0.3 and onnx2torch 1.5 on torch 2.x and numpy 2.
+"""Compatibility shims for auto_LiRPA 0.3 and onnx2torch 1.5 on torch 2.x and numpy 2, and for
+highspy 1.16.
 
 auto-lirpa 0.3 (the only release on PyPI, 2022) was written for torch 1.12 and numpy 1.x;
-onnx2torch imports torchvision, which has no CPU wheel here. Every fix for that lives in this
-one module. Each fix is a small function with
+onnx2torch imports torchvision, which has no CPU wheel here; highspy 1.16 (2026) prints a
+banner and keeps a thread pool that a forked child inherits without its threads. Every fix
+for that lives in this one module. Each fix is a small function with
 
 * a *gate* (``needed()``): it only applies where the breakage exists, so a newer auto_LiRPA or
   torch that no longer needs it is left alone;
@@ -15,6 +17,7 @@ on import of the modules that touch auto_LiRPA or onnx2torch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -602,6 +605,58 @@ def _bound_setattr():
             module_setattr(self, name, value)
 
     _lirpa("auto_LiRPA.operators").Bound.__setattr__ = __setattr__
+
+
+# --------------------------------------------------------------------------------------------
+# highspy 1.16 (HiGHS 1.16). The verifier solves its integer programs in forked children.
+# --------------------------------------------------------------------------------------------
+def _highspy_at_least(version: str) -> bool:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from packaging.version import Version
+
+    try:
+        return Version(installed("highspy")) >= Version(version)
+    except PackageNotFoundError:
+        return False
+
+
+def _reset_highs_scheduler() -> None:
+    highspy = sys.modules.get("highspy")
+    if highspy is not None:   # without threads to wait for: not blocking
+        highspy.Highs.resetGlobalScheduler(False)
+
+
+@_fix("highs_scheduler_after_fork", "highspy 1.16 keeps HiGHS's task scheduler (its worker "
+      "threads) alive after a solve; a child forked after the parent solved a MIP inherits the "
+      "scheduler without its threads and hangs in its first MIP: reset it in every forked child",
+      lambda: _highspy_at_least("1.16"))
+def _highs_scheduler_after_fork():
+    os.register_at_fork(after_in_child=_reset_highs_scheduler)
+
+
+@_fix("highs_banner", "highspy 1.16 prints a two-line banner to the C stdout the first time a "
+      "process builds a Highs object, whatever output_flag says (qnn-verify's stdout, and each "
+      "forked child's): build the first one with the stdout descriptor on /dev/null",
+      lambda: _highspy_at_least("1.16"))
+def _highs_banner():
+    import ctypes
+
+    import highspy
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        highspy.Highs()
+        libc.fflush(None)   # the banner may still sit in stdio's buffer (stdout a pipe)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 def apply() -> List[str]:
