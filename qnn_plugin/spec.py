@@ -16,7 +16,8 @@ The ``vnnlib`` package (1.0.2) does the parsing, type checking and the DNF conve
   file (``declare-const X_i Real``, no version line) and translates it to 2.0 syntax
   (``declare-network``, ``X[i]``, every number written as a plain decimal ``float64`` literal:
   the package rejects scientific notation and, for ``float64`` variables, integer literals);
-* passes 2.0 text through, only rewriting its assertions as described below;
+* passes 2.0 text through, only rewriting its assertions as described below and its numbers
+  in scientific notation as plain decimals;
 * maps the package's error positions (in the translated text) back to the original line and
   column, and wraps every package error in :class:`SpecError`.
 
@@ -259,7 +260,7 @@ class _V1:
 
 
 def _float_literal(atom: _Atom, source: str) -> str:
-    """A 1.0 number as a plain float64 decimal the package reads to the same double."""
+    """A number as a plain float64 decimal the package reads to the same double."""
     if not _NUM_RE.match(atom.text):
         raise _fail(source, atom.line, atom.col,
                     f"expected a number or a declared variable, found {atom.text!r}")
@@ -435,9 +436,10 @@ def _translate_v1(forms: Sequence[_Node], source: str) -> Tuple[str, _Emitter, D
 # VNN-LIB 2.0: pass through, only merging assertions and splitting ==
 # ---------------------------------------------------------------------------------------------
 
-def _emit_v2(node: _Node, out: _Emitter) -> None:
-    if isinstance(node, _Atom):
-        out.put(node.text, node)
+def _emit_v2(node: _Node, out: _Emitter, source: str) -> None:
+    if isinstance(node, _Atom):   # scientific notation as a plain decimal (the package's gap)
+        sci = _NUM_RE.match(node.text) and any(c in node.text for c in "eE")
+        out.put(_float_literal(node, source) if sci else node.text, node)
         return
     if node.head == "==" and len(node.items) == 3:
         out.put("(and ", node)
@@ -445,7 +447,7 @@ def _emit_v2(node: _Node, out: _Emitter) -> None:
             out.put(f"({op}", node)
             for a in node.items[1:]:
                 out.put(" ")
-                _emit_v2(a, out)
+                _emit_v2(a, out, source)
             out.put(")")
         out.put(")")
         return
@@ -453,7 +455,7 @@ def _emit_v2(node: _Node, out: _Emitter) -> None:
     for k, item in enumerate(node.items):
         if k:
             out.put(" ")
-        _emit_v2(item, out)
+        _emit_v2(item, out, source)
     out.put(")")
 
 
@@ -464,13 +466,13 @@ def _translate_v2(forms: Sequence[_Node], source: str) -> Tuple[str, _Emitter, N
         raise SpecError(f"{source}: no assertions: every input needs a lower and an upper bound")
     for f in forms:
         if not (isinstance(f, _List) and f.head == "assert"):
-            _emit_v2(f, out)
+            _emit_v2(f, out, source)
             out.put("\n")
     out.put("(assert (and")  # one enclosing `and`: the package mis-distributes several asserts
     for a in asserts:
         for item in a.items[1:]:
             out.put("\n  ")
-            _emit_v2(item, out)
+            _emit_v2(item, out, source)
     out.put("))\n")
     return out.text(), out, None
 

@@ -179,6 +179,18 @@ def test_v2_text():
     assert sorted(p.A.shape[0] for p in case.unsafe) == [1, 2]  # == kept both rows
 
 
+def test_v2_scientific_notation():
+    """The package rejects exponents; 2.0 numbers with one are passed on as plain decimals."""
+    text = ("(vnnlib-version <2.0>)\n(declare-network N\n  (declare-input X float64 [2])\n"
+            "  (declare-output Y float64 [2]))\n"
+            "(assert (and (>= X[0] -1.5e-1) (<= X[0] 1.0e0) (>= X[1] 2.5E+1) (<= X[1] 3e1)))\n"
+            "(assert (<= Y[0] (* 1e-3 Y[1])))\n")
+    (case,) = parse_vnnlib(text, "v2.vnnlib").cases
+    assert case.lower.tolist() == [-0.15, 25.0] and case.upper.tolist() == [1.0, 30.0]
+    (poly,) = case.unsafe
+    assert poly.A.tolist() == [[1.0, -0.001]] and poly.b.tolist() == [0.0]
+
+
 def test_read_vnnlib_file(tmp_path):
     path = tmp_path / "p.vnnlib"
     path.write_bytes((DECL + BOX + "(assert (<= Y_0 Y_1))").replace("\n", "\r\n").encode())
@@ -279,7 +291,8 @@ def box_atoms(lo, hi, xvar, num):
 def write_spec(n_in, n_out, boxes, ys, extra, v2, style) -> str:
     if v2:
         xvar, yvar = (lambda i: f"X[{i}]"), (lambda j: f"Y[{j}]")
-        num, eq = (lambda v: repr(float(v))), "=="
+        # float literals only (2.0 types them), with or without an exponent
+        num, eq = (lambda v: fmt_v1(v, style) if style in (2, 3) else repr(float(v))), "=="
         head = (f"(vnnlib-version <2.0>)\n(declare-network net\n  (declare-input X float64 "
                 f"[{n_in}])\n  (declare-output Y float64 [{n_out}]))\n")
     else:
@@ -374,6 +387,9 @@ BAD_POSITIONED = [  # (text, line, col, what the message says)
     ("(vnnlib-version <2.0>)\n(declare-network N (declare-input X float64 [2]) "
      "(declare-output Y float64 [1]))\n(assert (and (<= X[0] 1.0) (>= X[0] 0.0)))\n"
      "(assert (and (<= X[1] 1.0)\n  (foo X[1] 0.0)))", 5, 4, r"syntax error at 'foo'"),
+    ("(vnnlib-version <2.0>)\n(declare-network N (declare-input X float64 [2]) "
+     "(declare-output Y float64 [1]))\n(assert (and (<= X[0] 1.0) (>= X[0] 0.0)))\n"
+     "(assert (and (<= X[1] 1e999) (>= X[1] 0.0)))", 4, 23, r"out of float64 range"),
 ]
 
 
