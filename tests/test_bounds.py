@@ -318,6 +318,30 @@ def test_alpha_crown_with_nothing_to_optimise_and_batch_one_C():
     assert torch.all(lb <= cy.min(0).values + 1e-5) and torch.all(ub >= cy.max(0).values - 1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler")   # the 1-iteration run
+def test_alpha_crown_stops_optimising_at_the_deadline(capsys):
+    """Past the deadline alpha-CROWN keeps its first iteration's bounds (those of a one-
+    iteration run; 20 iterations tighten them on this net), sound, prints nothing, and the
+    module's options are left as they were."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                        nn.Linear(16, 2)).eval()
+    lo, hi = -torch.ones(1, 4), torch.ones(1, 4)
+    bm = qp.bounded(net, lo)
+    qp.compute_bounds(bm, lo, hi, "alpha-crown")
+    stop = bm.bound_opts["optimize_bound_args"]["stop_criterion_func"]   # auto_LiRPA's default
+    late = qp.compute_bounds(bm, lo, hi, "alpha-crown", deadline=-math.inf)
+    full = qp.compute_bounds(bm, lo, hi, "alpha-crown")
+    one = qp.compute_bounds(qp.bounded(net, lo, bound_opts={"optimize_bound_args": {"iteration": 1}}),
+                            lo, hi, "alpha-crown")
+    assert bm.bound_opts["optimize_bound_args"]["stop_criterion_func"] is stop
+    assert torch.allclose(late[0], one[0]) and torch.allclose(late[1], one[1])
+    assert bool((full[0] > late[0] + 1e-3).any() or (full[1] < late[1] - 1e-3).any())
+    y = net(lo + (hi - lo) * torch.rand(4000, 4)).detach()
+    assert torch.all(late[0] <= y.min(0).values + 1e-5) and torch.all(late[1] >= y.max(0).values - 1e-5)
+    assert capsys.readouterr().out == ""
+
+
 def test_clip_with_min_above_max_outputs_max():
     assert Clip(3.0, 1.0)(torch.tensor([-5.0, 2.0, 9.0])).tolist() == [1.0, 1.0, 1.0]
 

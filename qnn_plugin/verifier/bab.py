@@ -567,7 +567,7 @@ def _root_alpha(net: Network, problem: Problem, lo: Tensor, hi: Tensor, stats,
         bm = net.bounded_module
         try:
             alb, _ = compute_bounds(bm, lo.reshape(shape), hi.reshape(shape), "alpha-crown",
-                                    C=problem.C.unsqueeze(0))
+                                    C=problem.C.unsqueeze(0), deadline=deadline)
         finally:  # later CROWN passes must not reuse this one box's optimised slopes
             for node in bm.optimizable_activations:
                 node.opt_end()
