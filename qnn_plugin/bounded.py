@@ -211,10 +211,11 @@ def _optimise_until(bm: BoundedModule, deadline: Optional[float]) -> Iterator[No
     """alpha-CROWN's slope optimisation ends at its first iteration past ``deadline``
     (time.monotonic()), keeping the best bounds so far (any slopes give sound bounds): its
     20 iterations took 9-10 s of a 10 s limit on a 256x6 ReLU net, on one core beside the
-    integer program. Its stop criterion is the hook; auto_LiRPA then prints "all verified",
-    which is kept out of stdout."""
+    integer program. Its stop criterion is the hook. auto_LiRPA prints "all verified" or
+    "Early stop" when it stops early; that is kept out of stdout, deadline or not."""
     if deadline is None:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
         return
     args = bm.bound_opts.setdefault("optimize_bound_args", {})
     had, before = "stop_criterion_func" in args, args.get("stop_criterion_func")
@@ -279,7 +280,8 @@ def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str 
     # an operator auto_LiRPA cannot bound on these boxes (e.g. a divisor whose range holds 0)
     with lirpa_unsupported(getattr(bm, "qnn_source", type(bm).__name__)):
         try:
-            with _optimise_until(bm, deadline if METHODS[key] == "CROWN-Optimized" else None):
+            with (_optimise_until(bm, deadline) if METHODS[key] == "CROWN-Optimized"
+                  else contextlib.nullcontext()):
                 lb, ub = bm.compute_bounds(x=(x,), method=METHODS[key], C=C)
         except RuntimeError as exc:  # alpha-CROWN on a model with nothing to optimise
             if key not in ("alpha-crown", "crown-optimized") or "does not require grad" not in str(exc):

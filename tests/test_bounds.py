@@ -331,6 +331,7 @@ def test_alpha_crown_stops_optimising_at_the_deadline(capsys):
     qp.compute_bounds(bm, lo, hi, "alpha-crown")
     stop = bm.bound_opts["optimize_bound_args"]["stop_criterion_func"]   # auto_LiRPA's default
     late = qp.compute_bounds(bm, lo, hi, "alpha-crown", deadline=-math.inf)
+    assert capsys.readouterr().out == ""   # auto_LiRPA's "all verified at 0th iter"
     full = qp.compute_bounds(bm, lo, hi, "alpha-crown")
     one = qp.compute_bounds(qp.bounded(net, lo, bound_opts={"optimize_bound_args": {"iteration": 1}}),
                             lo, hi, "alpha-crown")
