@@ -209,29 +209,24 @@ def _check_ibp_first_linear(self, node):
 @contextlib.contextmanager
 def _optimise_until(bm: BoundedModule, deadline: Optional[float]) -> Iterator[None]:
     """alpha-CROWN's slope optimisation ends at its first iteration past ``deadline``
-    (time.monotonic()), keeping the best bounds so far (any slopes give sound bounds): its
-    20 iterations took 9-10 s of a 10 s limit on a 256x6 ReLU net, on one core beside the
-    integer program. Its stop criterion is the hook. auto_LiRPA prints "all verified" or
-    "Early stop" when it stops early; that is kept out of stdout, deadline or not."""
-    if deadline is None:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-        return
+    (time.monotonic(); None: no limit), keeping the best bounds so far (any slopes give sound
+    bounds): its 20 iterations took 9-10 s of a 10 s limit on a 256x6 ReLU net, on one core
+    beside the integer program. Its stop criterion is the hook. auto_LiRPA prints "all
+    verified" or "Early stop" when it stops early; that is kept out of stdout."""
     args = bm.bound_opts.setdefault("optimize_bound_args", {})
-    had, before = "stop_criterion_func" in args, args.get("stop_criterion_func")
-
-    def stop(lb: Tensor):
-        return torch.ones_like(lb, dtype=torch.bool) if time.monotonic() > deadline else False
-
-    args["stop_criterion_func"] = stop
+    before = args.get("stop_criterion_func")
+    if deadline is not None:
+        args["stop_criterion_func"] = lambda lb: (torch.ones_like(lb, dtype=torch.bool)
+                                                  if time.monotonic() > deadline else False)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
-        if had:
-            args["stop_criterion_func"] = before
-        else:
-            del args["stop_criterion_func"]
+        if deadline is not None:   # back to auto_LiRPA's own (it fills in a default), or none
+            if before is None:
+                args.pop("stop_criterion_func", None)
+            else:
+                args["stop_criterion_func"] = before
 
 
 def compute_bounds(bm: BoundedModule, lower: Tensor, upper: Tensor, method: str = "crown",
